@@ -1,0 +1,78 @@
+"""hf-prune: structured pruning of Hugging Face causal language models, without training.
+
+Importing hf_prune registers the pruned architecture with `AutoConfig`, `AutoModel` and `AutoModelForCausalLM`.
+
+Example:
+
+```python
+>>> import hf_prune
+>>> loaded = hf_prune.load_model("smollm2-135m")  # doctest: +SKIP
+>>> pruned = hf_prune.remove_layers(loaded.model, [20, 21, 22])  # doctest: +SKIP
+>>> hf_prune.save_pruned(pruned, "smollm2-27l", tokenizer=loaded.tokenizer)  # doctest: +SKIP
+```
+"""
+
+__version__ = "0.1.0"
+
+from .architecture import (
+    PrunedCheckpointError,
+    PrunedConfig,
+    PrunedConfigError,
+    PrunedForCausalLM,
+    PrunedModel,
+    register_auto_classes,
+)
+from .architecture.families import to_pruned, to_stock
+from .checkpoint import LoadedModel, PruningRecord, load_model, save_pruned
+from .errors import (
+    CheckpointError,
+    FormatError,
+    HfPruneError,
+    InvalidPruningError,
+    MissingDependencyError,
+    ModelNotFoundError,
+    OutputExistsError,
+    UnsupportedArchitectureError,
+)
+from .surgery import (
+    PruningPlan,
+    PruningTrace,
+    apply_plan,
+    remove_heads,
+    remove_kv_groups,
+    remove_layers,
+    remove_neurons,
+    remove_rotary_pairs,
+)
+
+register_auto_classes()
+
+__all__ = [
+    "CheckpointError",
+    "FormatError",
+    "HfPruneError",
+    "InvalidPruningError",
+    "LoadedModel",
+    "MissingDependencyError",
+    "ModelNotFoundError",
+    "OutputExistsError",
+    "PrunedCheckpointError",
+    "PrunedConfig",
+    "PrunedConfigError",
+    "PrunedForCausalLM",
+    "PrunedModel",
+    "PruningPlan",
+    "PruningRecord",
+    "PruningTrace",
+    "UnsupportedArchitectureError",
+    "apply_plan",
+    "load_model",
+    "remove_heads",
+    "remove_kv_groups",
+    "remove_layers",
+    "remove_neurons",
+    "remove_rotary_pairs",
+    "save_pruned",
+    "to_pruned",
+    "to_stock",
+]

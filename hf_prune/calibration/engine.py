@@ -1,0 +1,156 @@
+"""The activation-collection engine every scoring method shares.
+
+A method describes what it needs as `Statistic` objects: each names the modules whose inputs and outputs it must see,
+and folds every batch into float64 running sums as the forward pass goes, so no hidden state is ever kept beyond the
+batch that produced it. Sums (not means) make the state reducible: statistics gathered by several processes, or layer
+by layer, add up to exactly what one pass over all the data gives.
+
+`collect` drives a plain forward pass with hooks. Other drivers (several processes, one layer at a time) only need to
+call `Statistic.update` with the same arguments.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel
+
+from .data import CalibrationData
+
+
+def decoder_layers(model: PreTrainedModel) -> nn.ModuleList:
+    """The decoder layers of a Llama-family model (stock or pruned)."""
+    return model.base_model.layers
+
+
+def tokens_of(tensor: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """`(batch, seq, features)` -> `(tokens, features)` in float64, keeping only the positions `mask` marks."""
+    tensor = tensor.detach()
+    flat = tensor.reshape(-1, tensor.shape[-1]) if mask is None else tensor[mask.to(tensor.device)]
+    return flat.to(torch.float64)
+
+
+class Statistic(ABC):
+    """Float64 running sums over calibration tokens, fed one batch at a time.
+
+    Subclasses name the modules they watch (`targets`), fold each batch into tensors kept in `self.sums`
+    (`update`), and turn the sums into scores afterwards. Everything in `self.sums` must be a sum over tokens or
+    batches, so that states from several processes or passes combine by addition.
+
+    Example:
+
+    ```python
+    >>> class TokenCount(Statistic):
+    ...     def targets(self, model):
+    ...         return {"embed": model.base_model.embed_tokens}
+    ...     def update(self, key, inputs, output, mask, batch_index):
+    ...         self.add("tokens", torch.tensor(float(tokens_of(output, mask).shape[0])))
+    ```
+    """
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+
+    @abstractmethod
+    def targets(self, model: PreTrainedModel) -> dict[str, nn.Module]:
+        """The modules to watch, by the key `update` will receive."""
+
+    @abstractmethod
+    def update(
+        self,
+        key: str,
+        inputs: torch.Tensor,
+        output: torch.Tensor,
+        mask: torch.Tensor | None,
+        batch_index: int,
+    ) -> None:
+        """Fold one module's input and output for one batch into the sums."""
+
+    def add(self, name: str, value: torch.Tensor) -> None:
+        """Accumulate `value` (moved to CPU float64) into `self.sums[name]`."""
+        value = value.detach().to("cpu", torch.float64)
+        if name in self.sums:
+            self.sums[name] += value
+        else:
+            self.sums[name] = value.clone()
+
+    def finish_batch(self, batch_index: int) -> None:
+        """Called once a batch has gone through every watched module (drop anything kept for it)."""
+
+
+def _primary_input(args: tuple, kwargs: dict) -> torch.Tensor:
+    if args:
+        return args[0]
+    if "hidden_states" in kwargs:
+        return kwargs["hidden_states"]
+    return next(value for value in kwargs.values() if isinstance(value, torch.Tensor))
+
+
+def _primary_output(output) -> torch.Tensor:
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def input_device(model: PreTrainedModel) -> torch.device:
+    """Where input ids must go: the embedding's device (also right for a model spread with `device_map`)."""
+    return model.get_input_embeddings().weight.device
+
+
+@torch.no_grad()
+def collect(
+    model: PreTrainedModel,
+    data: CalibrationData,
+    statistics: Sequence[Statistic],
+    *,
+    batch_size: int = 1,
+    batches: Sequence[tuple[int, tuple[torch.Tensor, torch.Tensor | None]]] | None = None,
+    progress: bool = True,
+    description: str = "calibrating",
+) -> None:
+    """Run the calibration windows through `model` once, feeding every statistic through forward hooks.
+
+    Only the decoder runs (the language-model head is skipped: no statistic needs logits). Hooks are always
+    removed, even when a batch fails.
+
+    Args:
+        batches: `(batch_index, (input_ids, attention_mask))` pairs to run instead of all of `data` (how a process
+            runs its share).
+
+    Example:
+
+    ```python
+    >>> stat = BlockInfluenceStatistic()  # doctest: +SKIP
+    >>> collect(model, calibration, [stat], batch_size=4)  # doctest: +SKIP
+    ```
+    """
+    if batches is None:
+        batches = list(enumerate(data.batches(batch_size)))
+    current: dict = {}
+    handles = []
+    for statistic in statistics:
+        for key, module in statistic.targets(model).items():
+
+            def hook(module, args, kwargs, output, statistic=statistic, key=key):
+                statistic.update(
+                    key, _primary_input(args, kwargs), _primary_output(output), current["mask"], current["batch"]
+                )
+
+            handles.append(module.register_forward_hook(hook, with_kwargs=True))
+    device = input_device(model)
+    try:
+        for batch_index, (input_ids, attention_mask) in tqdm(
+            batches, desc=description, unit="batch", disable=not progress
+        ):
+            current["batch"] = batch_index
+            current["mask"] = None if attention_mask is None else attention_mask.bool()
+            if attention_mask is not None:
+                attention_mask = attention_mask.to(device)
+            model.base_model(input_ids=input_ids.to(device), attention_mask=attention_mask, use_cache=False)
+            for statistic in statistics:
+                statistic.finish_batch(batch_index)
+    finally:
+        for handle in handles:
+            handle.remove()

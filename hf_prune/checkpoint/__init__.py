@@ -1,0 +1,26 @@
+"""Checkpoints: resolving and loading models, checking them against their config, saving pruned ones atomically."""
+
+from .load import BUILTIN_MODELS, LoadedModel, builtin_checkpoint, cache_dir, load_model, load_tokenizer, resolve_model
+from .record import RECORD_NAME, PruningRecord
+from .save import FORMATS, atomic_directory, check_output_dir, resolve_format, save_pruned
+from .validate import check_checkpoint, load_config, read_safetensors_shapes
+
+__all__ = [
+    "BUILTIN_MODELS",
+    "FORMATS",
+    "RECORD_NAME",
+    "LoadedModel",
+    "PruningRecord",
+    "atomic_directory",
+    "builtin_checkpoint",
+    "cache_dir",
+    "check_checkpoint",
+    "check_output_dir",
+    "load_config",
+    "load_model",
+    "load_tokenizer",
+    "read_safetensors_shapes",
+    "resolve_format",
+    "resolve_model",
+    "save_pruned",
+]

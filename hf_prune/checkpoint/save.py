@@ -1,0 +1,144 @@
+"""Writing a pruned checkpoint: stock or pruned format, safetensors only, all-or-nothing."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Literal
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from ..architecture.families import to_pruned, to_stock
+from ..errors import FormatError, OutputExistsError
+from .record import PruningRecord
+
+CheckpointFormat = Literal["auto", "pruned", "stock"]
+FORMATS = ("auto", "pruned", "stock")
+
+
+def check_output_dir(output_dir: str | Path, overwrite: bool = False) -> Path:
+    """Refuse, before any work is done, an output directory that exists and is not empty (unless `overwrite`).
+
+    Example:
+
+    ```python
+    >>> from hf_prune.checkpoint import check_output_dir
+    >>> check_output_dir("/tmp/surely-not-there-yet").name
+    'surely-not-there-yet'
+    ```
+    """
+    path = Path(output_dir)
+    if path.exists() and not path.is_dir():
+        raise OutputExistsError(f"output {path} exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise OutputExistsError(f"output directory {path} is not empty; choose another or pass overwrite")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_directory(output_dir: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory beside `output_dir` that replaces it only if the block completes.
+
+    On any error the temporary directory is deleted and `output_dir` is left exactly as it was.
+
+    Example:
+
+    ```python
+    >>> from hf_prune.checkpoint import atomic_directory
+    >>> with atomic_directory("/tmp/hf-prune-example", overwrite=True) as tmp:
+    ...     _ = (tmp / "hello.txt").write_text("hi")
+    ```
+    """
+    final = check_output_dir(output_dir, overwrite).absolute()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    # mkdtemp makes a private (0700) directory; give the result the permissions any new directory would get.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)
+    try:
+        yield staging
+        if final.exists():
+            # Move the old directory aside first, so the rename below cannot meet a non-empty target.
+            retired = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+            os.replace(final, retired / final.name)
+            os.replace(staging, final)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def resolve_format(model: PreTrainedModel, format: CheckpointFormat = "auto") -> tuple[PreTrainedModel, str, str | None]:
+    """Pick the model to write for `format`: `(model, "stock" | "pruned", why not stock)`.
+
+    `auto` writes the source architecture whenever it can express the model, else the pruned format.
+    """
+    if format not in FORMATS:
+        raise FormatError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+    pruned = to_pruned(model)
+    if format == "pruned":
+        return pruned, "pruned", "pruned format requested"
+    try:
+        return to_stock(pruned), "stock", None
+    except FormatError as error:
+        if format == "stock":
+            raise FormatError(f"cannot save as a stock checkpoint: {error}") from error
+        return pruned, "pruned", str(error)
+
+
+def save_pruned(
+    model: PreTrainedModel,
+    output_dir: str | Path,
+    *,
+    format: CheckpointFormat = "auto",
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    record: PruningRecord | None = None,
+    model_card: Callable[[PruningRecord], str] | str | None = None,
+    extra_files: dict[str, Callable[[PruningRecord], str] | str] | None = None,
+    overwrite: bool = False,
+) -> PruningRecord:
+    """Save a pruned model with its tokenizer, `pruning.json` and optionally a model card, atomically.
+
+    `model_card` is the `README.md` to write, or a function rendering it from the final record (which knows the
+    format actually written). `extra_files` maps more file names to their text, or to such a function.
+
+    Weights are written as safetensors. `format="auto"` writes a stock checkpoint (e.g. a plain `LlamaForCausalLM`
+    with fewer layers) when the source architecture can express the model, otherwise the pruned format, whose
+    directory also carries `configuration_pruned.py` / `modeling_pruned.py` and an `auto_map` so that it loads with
+    `trust_remote_code=True` where hf_prune is not installed. Either way it loads with
+    `AutoModelForCausalLM.from_pretrained`. Returns the record written to `pruning.json`.
+
+    Example:
+
+    ```python
+    >>> import hf_prune
+    >>> model = hf_prune.remove_layers(model, [10, 11])  # doctest: +SKIP
+    >>> hf_prune.save_pruned(model, "smollm2-28-layers", tokenizer=tokenizer).format  # doctest: +SKIP
+    'stock'
+    ```
+    """
+    check_output_dir(output_dir, overwrite)
+    record = record or PruningRecord.from_model(model)
+    to_write, written_format, reason = resolve_format(model, format)
+    record.format, record.format_reason = written_format, reason
+    record.architecture = type(to_write).__name__
+    with atomic_directory(output_dir, overwrite) as staging:
+        to_write.save_pretrained(staging)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging)
+        record.save(staging)
+        files = dict(extra_files or {})
+        if model_card is not None:
+            files["README.md"] = model_card
+        for name, content in files.items():
+            text = content(record) if callable(content) else content
+            (staging / name).write_text(text, encoding="utf-8")
+    return record
+

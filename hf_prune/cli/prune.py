@@ -1,0 +1,136 @@
+"""`hf-prune prune`: score, remove, optionally evaluate dense versus pruned, and write the checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import time
+from pathlib import Path
+
+from ..checkpoint import FORMATS, PruningRecord, check_output_dir, save_pruned
+from ..evaluation import compare_models
+from ..evaluation.report import human_bytes, human_count, render_report
+from ..hub import render_model_card
+from .options import (
+    add_calibration_options,
+    add_method_options,
+    add_model_options,
+    check_calibration_sizes,
+    method_config,
+    pruning_target,
+)
+from .session import prepare
+
+
+def register(commands) -> None:
+    parser = commands.add_parser(
+        "prune",
+        help="prune a model and write the checkpoint, model card and report",
+        description="Score MODEL with METHOD, physically remove the least important layers/heads/neurons, and "
+        "write a checkpoint that loads with AutoModelForCausalLM.from_pretrained, with pruning.json, a model card "
+        "(README.md) and a run report (report.md).",
+    )
+    parser.add_argument("model", metavar="MODEL", help="Hub id, local directory, or smollm2-135m")
+    add_method_options(parser)
+    add_calibration_options(parser)
+    add_model_options(parser)
+    parser.add_argument("--format", choices=FORMATS, default="auto", help="checkpoint format (default: auto)")
+    parser.add_argument("--output", required=True, metavar="DIR", help="directory to write (must be new or empty)")
+    parser.add_argument("--overwrite", action="store_true", help="replace DIR if it is not empty")
+    evaluation = parser.add_argument_group("evaluation of dense versus pruned, in the same run")
+    evaluation.add_argument("--evaluate", action="store_true", help="measure perplexity of both models")
+    evaluation.add_argument(
+        "--eval-text",
+        action="append",
+        metavar="SRC",
+        help="text to evaluate on (repeatable): a file, wikitext2, or builtin-eval (default: builtin-eval)",
+    )
+    evaluation.add_argument("--eval-seq-len", type=int, default=1024, metavar="T", help="window length (default: 1024)")
+    evaluation.add_argument("--eval-max-windows", type=int, default=16, metavar="K", help="windows per text (default: 16)")
+    evaluation.add_argument("--speed", action="store_true", help="also measure prefill/decode speed and peak memory")
+    parser.add_argument("--json", action="store_true", help="print the pruning record as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> int:
+    config = method_config(args)
+    target = pruning_target(args, config)
+    check_calibration_sizes(args)
+    check_output_dir(args.output, args.overwrite)
+    progress = not args.quiet
+    timings: dict[str, float] = {}
+
+    started = time.perf_counter()
+    data, loaded = prepare(args, config)
+    timings["load model and calibration text"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    result = config.build().prune(loaded.model, data, target, batch_size=args.batch_size, progress=progress)
+    timings["score and remove"] = time.perf_counter() - started
+
+    evaluation = {}
+    if args.evaluate or args.speed or args.eval_text:
+        started = time.perf_counter()
+        evaluation = compare_models(
+            loaded.model,
+            result.model,
+            loaded.tokenizer,
+            args.eval_text or [None],
+            seq_len=args.eval_seq_len,
+            max_windows=args.eval_max_windows,
+            speed=args.speed,
+            progress=progress,
+        )
+        timings["evaluate dense and pruned"] = time.perf_counter() - started
+
+    record = PruningRecord.from_model(
+        result.model,
+        method=config.method,
+        source_model=loaded.source,
+        calibration=data.provenance() if data is not None else None,
+        scores=result.scores.to_dict(),
+        settings={**config.to_dict(), "target": target.to_dict()},
+        evaluation=evaluation,
+        license=loaded.license,
+        command=shlex.join(["hf-prune", *argv]),
+    )
+    model_name = Path(args.output).name
+    save_pruned(
+        result.model,
+        args.output,
+        format=args.format,
+        tokenizer=loaded.tokenizer,
+        record=record,
+        model_card=lambda final: render_model_card(final, model_name=model_name),
+        extra_files={"report.md": lambda final: render_report(final.to_dict(), timings)},
+        overwrite=args.overwrite,
+    )
+
+    if args.json:
+        print(json.dumps(record.to_dict(), indent=2))
+    else:
+        print(summary(record, args.output))
+    return 0
+
+
+def summary(record: PruningRecord, output: str) -> str:
+    lines = [
+        f"{record.method}: {human_count(record.params_before)} -> {human_count(record.params_after)} parameters, "
+        f"{record.layers_before} -> {record.layers_after} layers, KV cache "
+        f"{human_bytes(record.kv_cache_bytes_per_token_before)} -> {human_bytes(record.kv_cache_bytes_per_token_after)}"
+        " per token",
+    ]
+    if record.removed_layers:
+        lines.append(f"removed layers: {', '.join(map(str, record.removed_layers))}")
+    for entry in record.evaluation.get("perplexity", []):
+        lines.append(f"perplexity on {entry['text']}: {entry['dense']:.3f} (dense) -> {entry['pruned']:.3f} (pruned)")
+    speed = record.evaluation.get("speed")
+    if speed:
+        lines.append(
+            f"decode tokens/s: {speed['dense']['decode_tokens_per_s']:.1f} (dense) -> "
+            f"{speed['pruned']['decode_tokens_per_s']:.1f} (pruned)"
+        )
+    lines.append(f"wrote {record.format} checkpoint, pruning.json, README.md and report.md to {output}")
+    return "\n".join(lines)

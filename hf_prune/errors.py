@@ -1,0 +1,73 @@
+"""Exceptions raised by hf-prune. Each message is one line that names the problem.
+
+All of them derive from `HfPruneError`; most also derive from the built-in they refine (`ValueError`,
+`ImportError`), so existing `except ValueError` code keeps working. Two more live with the architecture files, because
+those files travel inside checkpoints and cannot import hf_prune: `PrunedConfigError` (a pruned config contradicts
+itself, e.g. heads not divisible into key/value groups) and `PrunedCheckpointError` (tensors disagree with the config).
+"""
+
+from .architecture.configuration_pruned import PrunedConfigError
+from .architecture.modeling_pruned import PrunedCheckpointError
+
+
+class HfPruneError(Exception):
+    """Base class of hf-prune's own errors.
+
+    Example:
+
+    ```python
+    >>> import hf_prune
+    >>> try:
+    ...     hf_prune.load_model("no/such-model-anywhere", local_files_only=True)
+    ... except hf_prune.HfPruneError as error:
+    ...     print(type(error).__name__)
+    ModelNotFoundError
+    ```
+    """
+
+
+class UnsupportedArchitectureError(HfPruneError, ValueError):
+    """The model's architecture is not one hf-prune can prune; the message lists the supported ones."""
+
+
+class InvalidPruningError(HfPruneError, ValueError):
+    """A pruning request cannot be carried out: ratio out of range, every layer removed, uneven KV groups, ..."""
+
+
+class FormatError(HfPruneError, ValueError):
+    """The requested checkpoint format cannot express the model (e.g. `stock` for a layer without attention)."""
+
+
+class CalibrationError(HfPruneError, ValueError):
+    """Calibration or evaluation text is unusable: empty, too short for the windows asked for, unreadable."""
+
+
+class CheckpointError(HfPruneError, ValueError):
+    """A checkpoint on disk is unusable: tensor shapes disagree with its config, or files are missing."""
+
+
+class ModelNotFoundError(HfPruneError, OSError):
+    """The model name is neither a local directory, a known alias, nor a reachable Hub repository."""
+
+
+class MissingDependencyError(HfPruneError, ImportError):
+    """An optional package is needed; the message says what to install."""
+
+
+class OutputExistsError(HfPruneError, FileExistsError):
+    """The output directory exists and is not empty, and overwriting was not asked for."""
+
+
+__all__ = [
+    "CalibrationError",
+    "CheckpointError",
+    "FormatError",
+    "HfPruneError",
+    "InvalidPruningError",
+    "MissingDependencyError",
+    "ModelNotFoundError",
+    "OutputExistsError",
+    "PrunedCheckpointError",
+    "PrunedConfigError",
+    "UnsupportedArchitectureError",
+]

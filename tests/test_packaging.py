@@ -1,0 +1,53 @@
+"""The package ships what it needs: every subpackage, the templates, and self-contained architecture files."""
+
+from __future__ import annotations
+
+import ast
+import sys
+import tomllib
+from pathlib import Path
+
+from tests.conftest import REPO_ROOT
+
+ARCHITECTURE = REPO_ROOT / "hf_prune" / "architecture"
+
+
+def test_every_subpackage_is_listed_in_pyproject():
+    listed = set(tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(init.parent.relative_to(REPO_ROOT).parts)
+        for init in (REPO_ROOT / "hf_prune").rglob("__init__.py")
+    }
+    assert found <= listed, f"add to pyproject's packages: {sorted(found - listed)}"
+
+
+def test_checkpoint_code_imports_only_torch_and_transformers():
+    """The two files copied into pruned checkpoints must run where hf_prune is not installed."""
+    allowed = {"torch", "transformers", "huggingface_hub"} | set(sys.stdlib_module_names)
+    for name in ("configuration_pruned.py", "modeling_pruned.py"):
+        tree = ast.parse((ARCHITECTURE / name).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                modules = [node.module]
+            else:
+                continue
+            for module in modules:
+                assert module.split(".")[0] in allowed, f"{name} imports {module}"
+
+
+def test_model_card_template_is_found():
+    from hf_prune._resources import resource_dir
+
+    assert (resource_dir("model_cards") / "pruned_model.md").is_file()
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (REPO_ROOT / ".ci" / "run").read_text()
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert "<!-- test command -->" in readme and "<!-- test command -->" in ci
+    lines = readme.split("<!-- test command -->", 1)[1].splitlines()
+    command = next(lines[i + 1] for i, line in enumerate(lines) if line.startswith("```bash"))
+    assert "pytest" in command and "pip install" in command
+    assert readme.index("<!-- main command -->") < readme.index("<!-- test command -->")
