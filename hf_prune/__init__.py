@@ -28,12 +28,14 @@ from .errors import (
     CheckpointError,
     FormatError,
     HfPruneError,
+    HubError,
     InvalidPruningError,
     MissingDependencyError,
     ModelNotFoundError,
     OutputExistsError,
     UnsupportedArchitectureError,
 )
+from .hub import push_to_hub
 from .surgery import (
     PruningPlan,
     PruningTrace,
@@ -51,6 +53,7 @@ __all__ = [
     "CheckpointError",
     "FormatError",
     "HfPruneError",
+    "HubError",
     "InvalidPruningError",
     "LoadedModel",
     "MissingDependencyError",
@@ -67,6 +70,7 @@ __all__ = [
     "UnsupportedArchitectureError",
     "apply_plan",
     "load_model",
+    "push_to_hub",
     "remove_heads",
     "remove_kv_groups",
     "remove_layers",

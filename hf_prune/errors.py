@@ -58,11 +58,46 @@ class OutputExistsError(HfPruneError, FileExistsError):
     """The output directory exists and is not empty, and overwriting was not asked for."""
 
 
+class NotACheckpointError(HfPruneError, ValueError):
+    """A directory given to push is not a checkpoint written by hf-prune (no pruning.json, no safetensors...)."""
+
+
+class HubError(HfPruneError):
+    """Base class of errors talking to the Hugging Face Hub. Messages never contain the token."""
+
+
+class MissingTokenError(HubError):
+    """No token was found (HF_TOKEN, the cached login, or --token) for an operation that writes."""
+
+
+class InvalidTokenError(HubError, PermissionError):
+    """The Hub rejected the token (401): invalid or expired."""
+
+
+class HubPermissionError(HubError, PermissionError):
+    """The token is valid but may not write to that namespace or repository (403)."""
+
+
+class InvalidRepoIdError(HubError, ValueError):
+    """A repository id is not `NAMESPACE/NAME` with the characters the Hub allows."""
+
+
+class HubUnreachableError(HubError, ConnectionError):
+    """The Hub could not be reached, or kept failing with server errors, after the retries."""
+
+
 __all__ = [
     "CalibrationError",
     "CheckpointError",
     "FormatError",
     "HfPruneError",
+    "HubError",
+    "HubPermissionError",
+    "HubUnreachableError",
+    "InvalidRepoIdError",
+    "InvalidTokenError",
+    "MissingTokenError",
+    "NotACheckpointError",
     "InvalidPruningError",
     "MissingDependencyError",
     "ModelNotFoundError",

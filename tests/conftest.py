@@ -11,6 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
 
 import hf_prune
+from tests.hub_server import hub_server  # noqa: F401 - the Hub-compatible server fixture, for every test module
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HF_PRUNE_SHARED", REPO_ROOT.parent / "shared"))

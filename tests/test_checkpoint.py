@@ -14,7 +14,7 @@ import hf_prune
 from hf_prune import CheckpointError, FormatError, OutputExistsError, PruningPlan
 from hf_prune.checkpoint import BUILTIN_MODELS, atomic_directory, builtin_checkpoint
 from hf_prune.checkpoint.load import BuiltinModel
-from tests.conftest import make_tiny_model, requires_shared, requires_smollm2
+from tests.conftest import requires_shared, requires_smollm2
 from tests.helpers import logits_in_fresh_process
 from tests.test_architecture import heterogeneous
 

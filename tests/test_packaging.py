@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import sys
 import tomllib
-from pathlib import Path
 
 from tests.conftest import REPO_ROOT
 
@@ -51,3 +50,28 @@ def test_ci_runs_the_readme_test_command():
     command = next(lines[i + 1] for i, line in enumerate(lines) if line.startswith("```bash"))
     assert "pytest" in command and "pip install" in command
     assert readme.index("<!-- main command -->") < readme.index("<!-- test command -->")
+
+
+def test_wheel_ships_the_templates_and_the_space(tmp_path):
+    """An installed (non-editable) hf-prune must still find model_cards/ and spaces/ for `push` and `demo`."""
+    import subprocess
+    import zipfile
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO_ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    [wheel] = tmp_path.glob("hf_prune-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for required in (
+        "hf_prune/model_cards/pruned_model.md",
+        "hf_prune/spaces/app.py",
+        "hf_prune/spaces/README.md",
+        "hf_prune/spaces/requirements.txt",
+        "hf_prune/architecture/modeling_pruned.py",
+    ):
+        assert required in names, required
+    assert not any(name.startswith(("tests/", "benchmarks/")) for name in names)

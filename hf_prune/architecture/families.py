@@ -278,7 +278,7 @@ def to_pruned(model: PreTrainedModel) -> PrunedForCausalLM:
     config = pruned_config_from(model.config)
     config.dtype = model.dtype
     pruned = build_model(PrunedForCausalLM, config, model.state_dict())
-    _carry_over(model, pruned)
+    carry_over(model, pruned)
     return pruned
 
 
@@ -304,23 +304,26 @@ def to_stock(model: PrunedForCausalLM) -> PreTrainedModel:
     stock_config._attn_implementation = model.config._attn_implementation
     stock_config.dtype = model.dtype
     stock = build_model(stock_class, stock_config, model.state_dict())
-    _carry_over(model, stock)
+    carry_over(model, stock)
     return stock
 
 
-def _carry_over(source: PreTrainedModel, target: PreTrainedModel) -> None:
-    """Keep what a user expects to survive a conversion: generation settings, train/eval mode, provenance."""
+def carry_over(source: PreTrainedModel, target: PreTrainedModel) -> None:
+    """Keep what a user expects to survive a conversion or surgery: generation settings, train/eval mode, name,
+    provenance, and (for a layer-streamed model) where its weights are."""
     target.generation_config = source.generation_config
     target.train(source.training)
     target.name_or_path = source.name_or_path
-    if hasattr(source, "pruning_trace"):
-        target.pruning_trace = source.pruning_trace
+    for attribute in ("pruning_trace", "stream_source"):
+        if getattr(source, attribute, None) is not None:
+            setattr(target, attribute, getattr(source, attribute))
 
 
 __all__ = [
     "FAMILIES",
     "Family",
     "build_model",
+    "carry_over",
     "get_family",
     "pruned_config_from",
     "stock_config_from",

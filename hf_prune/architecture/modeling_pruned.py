@@ -324,6 +324,22 @@ class PrunedModel(PrunedPreTrainedModel):
         self.gradient_checkpointing = False
         self.post_init()
 
+    def causal_mask_mapping(self, inputs_embeds, attention_mask, past_key_values, position_ids) -> dict:
+        """The attention mask of each layer type present (layers without attention need none)."""
+        mask_kwargs = {
+            "config": self.config,
+            "inputs_embeds": inputs_embeds,
+            "attention_mask": attention_mask,
+            "past_key_values": past_key_values,
+            "position_ids": position_ids,
+        }
+        masks = {"mlp": None}
+        if "full_attention" in self.config.layer_types:
+            masks["full_attention"] = create_causal_mask(**mask_kwargs)
+        if "sliding_attention" in self.config.layer_types:
+            masks["sliding_attention"] = create_sliding_window_causal_mask(**mask_kwargs)
+        return masks
+
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -351,19 +367,9 @@ class PrunedModel(PrunedPreTrainedModel):
             position_ids = position_ids.unsqueeze(0)
 
         # `generate` may hand over masks it prepared already, keyed by layer type.
-        if not isinstance(causal_mask_mapping := attention_mask, dict):
-            mask_kwargs = {
-                "config": self.config,
-                "inputs_embeds": inputs_embeds,
-                "attention_mask": attention_mask,
-                "past_key_values": past_key_values,
-                "position_ids": position_ids,
-            }
-            causal_mask_mapping = {"mlp": None}
-            if "full_attention" in self.config.layer_types:
-                causal_mask_mapping["full_attention"] = create_causal_mask(**mask_kwargs)
-            if "sliding_attention" in self.config.layer_types:
-                causal_mask_mapping["sliding_attention"] = create_sliding_window_causal_mask(**mask_kwargs)
+        causal_mask_mapping = attention_mask
+        if not isinstance(causal_mask_mapping, dict):
+            causal_mask_mapping = self.causal_mask_mapping(inputs_embeds, attention_mask, past_key_values, position_ids)
 
         hidden_states = inputs_embeds
         position_embeddings = self.rotary_emb(hidden_states, position_ids)

@@ -14,7 +14,9 @@ from .data import (
     tokenize,
     tokens_sha256,
 )
+from .distributed import is_main_process, process_state, shard
 from .engine import Statistic, collect, decoder_layers, tokens_of
+from .streaming import load_streamed, stream_collect
 
 __all__ = [
     "BUILTIN",
@@ -27,6 +29,11 @@ __all__ = [
     "builtin_text",
     "collect",
     "decoder_layers",
+    "is_main_process",
+    "load_streamed",
+    "process_state",
+    "shard",
+    "stream_collect",
     "load_calibration",
     "load_text",
     "token_windows",

@@ -5,8 +5,9 @@ and folds every batch into float64 running sums as the forward pass goes, so no 
 batch that produced it. Sums (not means) make the state reducible: statistics gathered by several processes, or layer
 by layer, add up to exactly what one pass over all the data gives.
 
-`collect` drives a plain forward pass with hooks. Other drivers (several processes, one layer at a time) only need to
-call `Statistic.update` with the same arguments.
+`collect` drives a plain forward pass with hooks, or, for a model whose weights stay on disk, the layer-streaming
+driver (`streaming.py`), which calls the same hooks one layer at a time. Under several processes each runs a share of
+the batches and the sums are added (`distributed.py`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from .data import CalibrationData
+from .distributed import all_reduce_sums, is_main_process, shard
+from .hooks import attach_hooks
+from .streaming import is_streamed, stream_collect
 
 
 def decoder_layers(model: PreTrainedModel) -> nn.ModuleList:
@@ -82,20 +86,19 @@ class Statistic(ABC):
         """Called once a batch has gone through every watched module (drop anything kept for it)."""
 
 
-def _primary_input(args: tuple, kwargs: dict) -> torch.Tensor:
-    if args:
-        return args[0]
-    if "hidden_states" in kwargs:
-        return kwargs["hidden_states"]
-    return next(value for value in kwargs.values() if isinstance(value, torch.Tensor))
-
-
-def _primary_output(output) -> torch.Tensor:
-    return output[0] if isinstance(output, (tuple, list)) else output
-
-
 def input_device(model: PreTrainedModel) -> torch.device:
-    """Where input ids must go: the embedding's device (also right for a model spread with `device_map`)."""
+    """Where input ids must go: the embedding's device, or for a model dispatched with `device_map`, the device
+    Accelerate runs the embedding on (the CPU when its weights were offloaded to disk)."""
+    device_map = getattr(model, "hf_device_map", None)
+    if device_map:
+        embedding = next(name for name, module in model.named_modules() if module is model.get_input_embeddings())
+        placement = next(
+            (device for name, device in device_map.items() if embedding == name or embedding.startswith(name + ".") or name == ""),
+            "cpu",
+        )
+        if placement in ("cpu", "disk"):
+            return torch.device("cpu")
+        return torch.device("cuda", placement) if isinstance(placement, int) else torch.device(placement)
     return model.get_input_embeddings().weight.device
 
 
@@ -113,11 +116,13 @@ def collect(
     """Run the calibration windows through `model` once, feeding every statistic through forward hooks.
 
     Only the decoder runs (the language-model head is skipped: no statistic needs logits). Hooks are always
-    removed, even when a batch fails.
+    removed, even when a batch fails. Launched in several processes (torchrun, accelerate launch), each process runs
+    a contiguous share of the batches and the statistics' sums are added across processes at the end, so every
+    process ends with the statistics of all the data.
 
     Args:
-        batches: `(batch_index, (input_ids, attention_mask))` pairs to run instead of all of `data` (how a process
-            runs its share).
+        batches: `(batch_index, (input_ids, attention_mask))` pairs to run instead of this process's share of
+            `data`.
 
     Example:
 
@@ -127,22 +132,26 @@ def collect(
     ```
     """
     if batches is None:
-        batches = list(enumerate(data.batches(batch_size)))
-    current: dict = {}
-    handles = []
+        batches = shard(list(enumerate(data.batches(batch_size))))
+    if is_streamed(model):
+        stream_collect(model, batches, statistics, progress=progress, description=description)
+    else:
+        _hooked_forward(model, batches, statistics, progress=progress, description=description)
     for statistic in statistics:
-        for key, module in statistic.targets(model).items():
+        statistic.sums = all_reduce_sums(statistic.sums)
 
-            def hook(module, args, kwargs, output, statistic=statistic, key=key):
-                statistic.update(
-                    key, _primary_input(args, kwargs), _primary_output(output), current["mask"], current["batch"]
-                )
 
-            handles.append(module.register_forward_hook(hook, with_kwargs=True))
+def _hooked_forward(model, batches, statistics, *, progress: bool, description: str) -> None:
+    """One forward pass of the decoder over `batches` with every statistic's hooks attached."""
+    current: dict = {}
+    handles = attach_hooks(
+        [(statistic, key, module) for statistic in statistics for key, module in statistic.targets(model).items()],
+        current,
+    )
     device = input_device(model)
     try:
         for batch_index, (input_ids, attention_mask) in tqdm(
-            batches, desc=description, unit="batch", disable=not progress
+            batches, desc=description, unit="batch", disable=not progress or not is_main_process()
         ):
             current["batch"] = batch_index
             current["mask"] = None if attention_mask is None else attention_mask.bool()

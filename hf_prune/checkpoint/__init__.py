@@ -1,12 +1,29 @@
 """Checkpoints: resolving and loading models, checking them against their config, saving pruned ones atomically."""
 
-from .load import BUILTIN_MODELS, LoadedModel, builtin_checkpoint, cache_dir, load_model, load_tokenizer, resolve_model
+from .load import (
+    BUILTIN_MODELS,
+    LoadedModel,
+    builtin_checkpoint,
+    cache_dir,
+    download_checkpoint,
+    load_model,
+    load_tokenizer,
+    resolve_model,
+)
 from .record import RECORD_NAME, PruningRecord
+from .streamed import StreamSource, is_streamed, layers_with_weights, load_streamed, write_streamed_weights
+from .tensors import CheckpointTensors
 from .save import FORMATS, atomic_directory, check_output_dir, resolve_format, save_pruned
 from .validate import check_checkpoint, load_config, read_safetensors_shapes
 
 __all__ = [
     "BUILTIN_MODELS",
+    "CheckpointTensors",
+    "StreamSource",
+    "is_streamed",
+    "layers_with_weights",
+    "load_streamed",
+    "write_streamed_weights",
     "FORMATS",
     "RECORD_NAME",
     "LoadedModel",
@@ -16,6 +33,7 @@ __all__ = [
     "cache_dir",
     "check_checkpoint",
     "check_output_dir",
+    "download_checkpoint",
     "load_config",
     "load_model",
     "load_tokenizer",

@@ -137,6 +137,7 @@ def load_model(
     token: str | bool | None = None,
     local_files_only: bool = False,
     require_supported: bool = True,
+    tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> LoadedModel:
     """Load a model by the name a user gives: a local directory, the alias `smollm2-135m`, or a Hub id.
 
@@ -152,6 +153,7 @@ def load_model(
         attn_implementation: `"sdpa"`, `"eager"`, ... (transformers' default when `None`).
         revision, token, local_files_only: passed to the Hub client.
         require_supported: refuse architectures hf-prune cannot prune (evaluation can set this to `False`).
+        tokenizer: the model's tokenizer when it is loaded already (otherwise it is loaded too).
 
     Example:
 
@@ -172,7 +174,8 @@ def load_model(
         loaded = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as error:
         raise ModelNotFoundError(f"cannot load {os.fspath(model)!r}: {_first_line(error)}") from error
-    tokenizer = load_tokenizer(path, revision=revision, token=token, local_files_only=local_files_only)
+    if tokenizer is None:
+        tokenizer = load_tokenizer(path, revision=revision, token=token, local_files_only=local_files_only)
     loaded.eval()
     # Name the model by its stable name: for a built-in copy, the Hub id rather than its cache directory.
     loaded.name_or_path = loaded.config._name_or_path = source
@@ -236,6 +239,17 @@ def load_tokenizer(
         return AutoTokenizer.from_pretrained(path, revision=revision, token=token, local_files_only=local_files_only)
     except OSError as error:
         raise ModelNotFoundError(f"cannot load the tokenizer of {name!r}: {_first_line(error)}") from error
+
+
+def download_checkpoint(repo_id: str, *, revision: str | None = None, token: str | bool | None = None) -> Path:
+    """Download a Hub model's config, tokenizer and safetensors weights (no pickles) and return the local folder."""
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.py"]
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, token=token, allow_patterns=patterns))
+    except Exception as error:  # the Hub client raises many kinds; the user needs one line
+        raise ModelNotFoundError(f"cannot download {repo_id!r}: {_first_line(error)}") from error
 
 
 def _check_supported(model_type: str) -> None:

@@ -13,6 +13,7 @@ from transformers import PreTrainedModel
 from ..architecture.families import pruned_config_from
 from ..evaluation.size import count_parameters, kv_cache_bytes_per_token
 from ..surgery.trace import PruningTrace
+from .streamed import is_streamed
 
 RECORD_NAME = "pruning.json"
 
@@ -28,7 +29,8 @@ class PruningRecord:
         params_before / params_after: distinct parameters of the source and of the result.
         layers_before / layers_after: decoder layers of the source and of the result.
         removed_layers: source indices of the removed layers.
-        per_layer: for each kept layer, its `source_layer`, widths, and the source indices it kept.
+        per_layer: for each kept layer, its `source_layer`, widths, the source indices it kept, and the fractions
+            of its source attention width (heads x head_dim) and MLP width it kept.
         kv_cache_bytes_per_token_before / _after: at the checkpoint's dtype.
         dtype: the dtype of the weights.
         width_kept: in the layers that remain, the fraction of the source's attention width (heads x head_dim) and
@@ -95,13 +97,15 @@ class PruningRecord:
         config = pruned_config_from(model.config)
         trace = getattr(model, "pruning_trace", None) or PruningTrace.identity(config)
         source_config = trace.source_config or config
-        dtype = model.dtype
+        # A layer-streamed model lives on the meta device; its weights keep the dtype they are streamed in.
+        dtype = model.stream_source.dtype if is_streamed(model) else model.dtype
         per_layer = []
         attention_widths, mlp_widths = [0, 0], [0, 0]
         for index, (layer, kept) in enumerate(zip(config.per_layer_config, trace.layers)):
             source = source_config.per_layer_config[kept.source_layer]
-            attention_widths[0] += len(kept.query_heads) * layer.head_dim
-            attention_widths[1] += source.num_attention_heads * source.head_dim
+            kept_attention, source_attention = len(kept.query_heads) * layer.head_dim, source.num_attention_heads * source.head_dim
+            attention_widths[0] += kept_attention
+            attention_widths[1] += source_attention
             mlp_widths[0] += len(kept.neurons)
             mlp_widths[1] += source.intermediate_size
             skip = set(getattr(layer, "skip", None) or ())
@@ -117,6 +121,8 @@ class PruningRecord:
                     "kept_kv_heads": kept.kv_heads,
                     "kept_neurons": kept.neurons,
                     "rotary_pairs": kept.rotary_pairs,
+                    "attention_width_kept": kept_attention / max(source_attention, 1),
+                    "mlp_width_kept": len(kept.neurons) / max(source.intermediate_size, 1),
                 }
             )
         return cls(

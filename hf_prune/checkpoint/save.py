@@ -15,6 +15,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from ..architecture.families import to_pruned, to_stock
 from ..errors import FormatError, OutputExistsError
 from .record import PruningRecord
+from .streamed import is_streamed, write_streamed_weights
 
 CheckpointFormat = Literal["auto", "pruned", "stock"]
 FORMATS = ("auto", "pruned", "stock")
@@ -100,14 +101,15 @@ def save_pruned(
     format: CheckpointFormat = "auto",
     tokenizer: PreTrainedTokenizerBase | None = None,
     record: PruningRecord | None = None,
-    model_card: Callable[[PruningRecord], str] | str | None = None,
-    extra_files: dict[str, Callable[[PruningRecord], str] | str] | None = None,
+    model_card: Callable[[PruningRecord], str] | str | bool = True,
+    extra_files: dict[str, Callable[[PruningRecord], str | bytes] | str | bytes] | None = None,
     overwrite: bool = False,
 ) -> PruningRecord:
     """Save a pruned model with its tokenizer, `pruning.json` and optionally a model card, atomically.
 
-    `model_card` is the `README.md` to write, or a function rendering it from the final record (which knows the
-    format actually written). `extra_files` maps more file names to their text, or to such a function.
+    `model_card` is the `README.md` to write, a function rendering it from the final record (which knows the format
+    actually written), `True` (the default) for the standard card and `pruning_profile.png`, or `False` for none.
+    `extra_files` maps more file names to their text or bytes, or to such a function.
 
     Weights are written as safetensors. `format="auto"` writes a stock checkpoint (e.g. a plain `LlamaForCausalLM`
     with fewer layers) when the source architecture can express the model, otherwise the pruned format, whose
@@ -130,15 +132,27 @@ def save_pruned(
     record.format, record.format_reason = written_format, reason
     record.architecture = type(to_write).__name__
     with atomic_directory(output_dir, overwrite) as staging:
-        to_write.save_pretrained(staging)
+        if is_streamed(model):
+            write_streamed_weights(to_write, model.pruning_trace, model.stream_source, staging)
+        else:
+            to_write.save_pretrained(staging)
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
         record.save(staging)
         files = dict(extra_files or {})
-        if model_card is not None:
+        if model_card is True:
+            from ..hub.card import render_model_card
+            from ..hub.profile import PROFILE_NAME, profile_png
+
+            files.setdefault(PROFILE_NAME, profile_png)
+            files["README.md"] = lambda final: render_model_card(final, model_name=Path(output_dir).name)
+        elif model_card:
             files["README.md"] = model_card
         for name, content in files.items():
-            text = content(record) if callable(content) else content
-            (staging / name).write_text(text, encoding="utf-8")
+            content = content(record) if callable(content) else content
+            if isinstance(content, bytes):
+                (staging / name).write_bytes(content)
+            else:
+                (staging / name).write_text(content, encoding="utf-8")
     return record
 

@@ -1,4 +1,4 @@
-"""The `hf-prune` command line: `prune`, `score`, `eval` (see `hf-prune COMMAND --help`).
+"""The `hf-prune` command line: `prune`, `score`, `eval`, `push`, `demo` (see `hf-prune COMMAND --help`).
 
 Exit status is 0 on success and 2 on bad input, which is reported as one line on stderr
 (`hf-prune: error: ...`); anything unexpected exits 1 with the same one line unless `HF_PRUNE_DEBUG=1` asks for the
@@ -14,8 +14,9 @@ import sys
 from huggingface_hub.errors import StrictDataclassError
 
 from .. import __version__
+from ..calibration.distributed import finish_processes
 from ..errors import HfPruneError, PrunedCheckpointError, PrunedConfigError
-from . import evaluate, prune, score
+from . import demo, evaluate, prune, push, score
 
 BAD_INPUT = 2
 FAILURE = 1
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"hf-prune {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
-    for module in (prune, score, evaluate):
+    for module in (prune, score, evaluate, push, demo):
         module.register(commands)
     return parser
 
@@ -45,8 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (the `hf-prune` console script exits with it)."""
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    status = FAILURE
     try:
-        return args.run(args, argv) or 0
+        status = args.run(args, argv) or 0
+        return status
     except (HfPruneError, PrunedConfigError, PrunedCheckpointError) as error:
         print(f"hf-prune: error: {error}", file=sys.stderr)
         return BAD_INPUT
@@ -62,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         print(f"hf-prune: error: {type(error).__name__}: {first} (HF_PRUNE_DEBUG=1 shows the traceback)", file=sys.stderr)
         return FAILURE
+    finally:
+        finish_processes(success=status == 0)
 
 
 def console_main() -> None:

@@ -8,6 +8,7 @@ import json
 import torch
 
 from ..calibration.data import load_text, tokenize
+from ..calibration.distributed import is_main_process
 from ..errors import InvalidPruningError
 from ..evaluation import count_parameters, kv_cache_bytes_per_token, measure_speed, perplexity
 from ..evaluation.machine import describe_machine
@@ -57,6 +58,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         kv_cache_bytes_per_token=kv_cache_bytes_per_token(model.config, model.dtype),
         machine=describe_machine(),
     )
+    if not is_main_process():
+        return 0
     if args.speed:
         prompt = torch.tensor(tokenize(tokenizer, text.text)[: args.prompt_tokens])
         result.update(measure_speed(model, prompt, new_tokens=args.new_tokens))

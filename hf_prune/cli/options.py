@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import types
 import typing
 from typing import Any
 
@@ -23,6 +24,15 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", default=None, help="device to run on: cpu, cuda, cuda:1 (default: cuda if available)")
     group.add_argument("--device-map", default=None, help="spread a large model with accelerate (e.g. auto)")
     group.add_argument("--revision", default=None, help="Hub revision of MODEL")
+
+
+def add_stream_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="keep the weights on disk and hold one decoder layer in memory at a time (models larger than memory; "
+        "MODEL must be safetensors: a directory, a Hub id, or smollm2-135m)",
+    )
 
 
 def add_calibration_options(parser: argparse.ArgumentParser) -> None:
@@ -58,12 +68,14 @@ def add_method_options(parser: argparse.ArgumentParser, *, with_target: bool = T
             users = ", ".join(c.method for c in METHODS.values() if field.name in c.__dataclass_fields__)
             help_text = f"{field.metadata.get('help', '')} [{users}; default: {field.default}]"
             kind = typing.get_type_hints(config_class)[field.name]
+            if typing.get_origin(kind) in (typing.Union, types.UnionType):  # `float | None`: the flag takes a float
+                kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
             if kind is bool:
                 group.add_argument(flag, dest=f"method_{field.name}", action="store_true", default=None, help=help_text)
             elif typing.get_origin(kind) is typing.Literal:
                 group.add_argument(flag, dest=f"method_{field.name}", choices=typing.get_args(kind), help=help_text)
             else:
-                group.add_argument(flag, dest=f"method_{field.name}", type=kind, help=help_text)
+                group.add_argument(flag, dest=f"method_{field.name}", type=kind, metavar=kind.__name__.upper(), help=help_text)
 
 
 def method_config(args: argparse.Namespace) -> MethodConfig:
@@ -82,8 +94,11 @@ def method_config(args: argparse.Namespace) -> MethodConfig:
     return get_method_config(args.method, **options)
 
 
-def pruning_target(args: argparse.Namespace, config: MethodConfig) -> PruningTarget:
+def pruning_target(args: argparse.Namespace, config: MethodConfig) -> PruningTarget | None:
+    """The target from --ratio / --num-layers; width methods may instead size themselves with method options."""
     if args.ratio is None and args.num_layers is None:
+        if config.kind == "width":
+            return None
         raise InvalidPruningError("say how much to remove with --ratio R or --num-layers N")
     if args.num_layers is not None and config.kind != "depth":
         raise InvalidPruningError(f"--num-layers applies to depth methods; {config.method} takes --ratio")

@@ -6,16 +6,18 @@ import argparse
 import json
 import shlex
 import time
-from pathlib import Path
 
+from ..calibration.distributed import is_main_process
 from ..checkpoint import FORMATS, PruningRecord, check_output_dir, save_pruned
+from ..errors import InvalidPruningError
 from ..evaluation import compare_models
 from ..evaluation.report import human_bytes, human_count, render_report
-from ..hub import render_model_card
+from ..hub.profile import PROFILE_NAME
 from .options import (
     add_calibration_options,
     add_method_options,
     add_model_options,
+    add_stream_option,
     check_calibration_sizes,
     method_config,
     pruning_target,
@@ -35,6 +37,7 @@ def register(commands) -> None:
     add_method_options(parser)
     add_calibration_options(parser)
     add_model_options(parser)
+    add_stream_option(parser)
     parser.add_argument("--format", choices=FORMATS, default="auto", help="checkpoint format (default: auto)")
     parser.add_argument("--output", required=True, metavar="DIR", help="directory to write (must be new or empty)")
     parser.add_argument("--overwrite", action="store_true", help="replace DIR if it is not empty")
@@ -59,6 +62,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     target = pruning_target(args, config)
     check_calibration_sizes(args)
     check_output_dir(args.output, args.overwrite)
+    if args.stream and (args.evaluate or args.speed or args.eval_text):
+        raise InvalidPruningError(
+            "--stream keeps the model on disk, so it cannot be evaluated in the same run; "
+            "evaluate the written checkpoint with hf-prune eval"
+        )
     progress = not args.quiet
     timings: dict[str, float] = {}
 
@@ -85,25 +93,25 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         )
         timings["evaluate dense and pruned"] = time.perf_counter() - started
 
+    if not is_main_process():
+        return 0  # every process scored and pruned the same way; one writes
     record = PruningRecord.from_model(
         result.model,
         method=config.method,
         source_model=loaded.source,
         calibration=data.provenance() if data is not None else None,
         scores=result.scores.to_dict(),
-        settings={**config.to_dict(), "target": target.to_dict()},
+        settings={**config.to_dict(), "target": target.to_dict() if target is not None else None},
         evaluation=evaluation,
         license=loaded.license,
         command=shlex.join(["hf-prune", *argv]),
     )
-    model_name = Path(args.output).name
     save_pruned(
         result.model,
         args.output,
         format=args.format,
         tokenizer=loaded.tokenizer,
         record=record,
-        model_card=lambda final: render_model_card(final, model_name=model_name),
         extra_files={"report.md": lambda final: render_report(final.to_dict(), timings)},
         overwrite=args.overwrite,
     )
@@ -132,5 +140,5 @@ def summary(record: PruningRecord, output: str) -> str:
             f"decode tokens/s: {speed['dense']['decode_tokens_per_s']:.1f} (dense) -> "
             f"{speed['pruned']['decode_tokens_per_s']:.1f} (pruned)"
         )
-    lines.append(f"wrote {record.format} checkpoint, pruning.json, README.md and report.md to {output}")
+    lines.append(f"wrote {record.format} checkpoint, pruning.json, README.md, report.md and {PROFILE_NAME} to {output}")
     return "\n".join(lines)

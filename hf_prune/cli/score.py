@@ -8,11 +8,13 @@ import os
 import tempfile
 from pathlib import Path
 
+from ..calibration.distributed import is_main_process
 from ..errors import OutputExistsError
 from .options import (
     add_calibration_options,
     add_method_options,
     add_model_options,
+    add_stream_option,
     check_calibration_sizes,
     method_config,
 )
@@ -29,6 +31,7 @@ def register(commands) -> None:
     add_method_options(parser)
     add_calibration_options(parser)
     add_model_options(parser)
+    add_stream_option(parser)
     parser.add_argument("--output", required=True, metavar="FILE", help="where to write the scores (JSON)")
     parser.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -60,6 +63,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         raise OutputExistsError(f"{output} exists; choose another file or pass --overwrite")
     data, loaded = prepare(args, config)
     scores = config.build().score(loaded.model, data, target, batch_size=args.batch_size, progress=not args.quiet)
+    if not is_main_process():
+        return 0  # every process holds the same scores; one writes
     result = {
         **scores.to_dict(),
         "model": loaded.source,

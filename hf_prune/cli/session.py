@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from transformers import PreTrainedTokenizerBase
 
 from ..calibration.data import CalibrationData, Text, load_calibration, load_text
-from ..checkpoint import LoadedModel, load_model, load_tokenizer
+from ..checkpoint import LoadedModel, download_checkpoint, load_model, load_streamed, load_tokenizer, resolve_model
+from ..errors import InvalidPruningError
 from ..scoring import MethodConfig, PruningTarget
 from .options import DTYPES, pruning_target, resolve_device
 
@@ -35,22 +37,39 @@ def calibration_windows(
     )
 
 
-def load(args: argparse.Namespace, require_supported: bool = True) -> LoadedModel:
-    """Load MODEL with the loading flags, on the requested device."""
+def load(args: argparse.Namespace, require_supported: bool = True, tokenizer=None) -> LoadedModel:
+    """Load MODEL with the loading flags, on the requested device (or leave its weights on disk with --stream)."""
+    if getattr(args, "stream", False):
+        return load_for_streaming(args, tokenizer)
     loaded = load_model(
         args.model,
         dtype=DTYPES[args.dtype],
         device_map=args.device_map,
         revision=args.revision,
         require_supported=require_supported,
+        tokenizer=tokenizer,
     )
     if args.device_map is None:
         loaded.model.to(resolve_device(args.device))
     return loaded
 
 
+def load_for_streaming(args: argparse.Namespace, tokenizer=None) -> LoadedModel:
+    if args.device_map is not None:
+        raise InvalidPruningError("--stream and --device-map are two ways to fit a large model; choose one")
+    directory, source, license = resolve_model(args.model, revision=args.revision)
+    if not isinstance(directory, Path):
+        directory = Path(download_checkpoint(directory, revision=args.revision))
+    dtype = None if args.dtype == "auto" else DTYPES[args.dtype]
+    model = load_streamed(directory, dtype=dtype, device=resolve_device(args.device))
+    model.name_or_path = source
+    tokenizer = tokenizer or load_tokenizer(args.model, revision=args.revision)
+    return LoadedModel(model=model, tokenizer=tokenizer, source=source, license=license)
+
+
 def prepare(args: argparse.Namespace, config: MethodConfig) -> tuple[CalibrationData | None, LoadedModel]:
     """Calibration windows and the loaded model, in the order that fails fastest on bad input."""
     text = calibration_text(args, config)
-    data = calibration_windows(args, text, load_tokenizer(args.model, revision=args.revision))
-    return data, load(args)
+    tokenizer = load_tokenizer(args.model, revision=args.revision)
+    data = calibration_windows(args, text, tokenizer)
+    return data, load(args, tokenizer=tokenizer)

@@ -2,7 +2,7 @@
 
 from .compare import compare_models
 from .machine import describe_machine, machine_summary
-from .perplexity import evaluation_windows, perplexity, window_nll
+from .perplexity import evaluation_windows, perplexity, window_nll, windows_perplexity
 from .size import count_parameters, kv_cache_bytes_per_token
 from .speed import measure_speed, peak_memory
 
@@ -17,4 +17,5 @@ __all__ = [
     "peak_memory",
     "perplexity",
     "window_nll",
+    "windows_perplexity",
 ]

@@ -8,6 +8,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..calibration.data import Text, load_text, tokenize
+from ..calibration.distributed import is_main_process
 from .machine import describe_machine, machine_summary
 from .perplexity import perplexity
 from .speed import measure_speed
@@ -53,7 +54,7 @@ def compare_models(
         del results[-1]["perplexity"], results[-1]["nll"]
     machine = describe_machine()
     evaluation = {"perplexity": results, "machine": machine_summary(machine), "machine_details": machine}
-    if speed:
+    if speed and is_main_process():  # timing is per process: measure once
         prompt = torch.tensor(tokenize(tokenizer, loaded[0].text)[:prompt_tokens])
         evaluation["speed"] = {
             name: measure_speed(model, prompt, new_tokens=new_tokens)

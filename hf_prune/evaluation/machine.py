@@ -45,7 +45,9 @@ def describe_machine() -> dict:
 
 
 def machine_summary(machine: dict | None = None) -> str:
-    """One line, e.g. `"Intel Xeon (2 cores, no GPU), torch 2.13.0, 2026-11-23"`."""
+    """One line, e.g. `"Intel Xeon (2 cores, 1 torch thread, no GPU), torch 2.13.0, 2026-11-23"`."""
     machine = machine or describe_machine()
     gpu = machine["gpu"] or "no GPU"
-    return f"{machine['cpu']} ({machine['cores']} cores, {gpu}), torch {machine['torch']}, {machine['date']}"
+    threads = machine.get("torch_threads")
+    threads = f", {threads} torch thread{'s' if threads != 1 else ''}" if threads else ""
+    return f"{machine['cpu']} ({machine['cores']} cores{threads}, {gpu}), torch {machine['torch']}, {machine['date']}"

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..calibration.data import Text, adds_bos, load_text, token_windows, tokenize, tokens_sha256
+from ..calibration.distributed import all_reduce_sums, is_main_process, shard
 from ..calibration.engine import input_device
 
 
@@ -26,6 +27,21 @@ def window_nll(model: PreTrainedModel, input_ids: torch.Tensor) -> torch.Tensor:
     targets = input_ids[:, 1:].to(logits.device)
     nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")
     return nll.to(torch.float64).sum(dim=1).cpu()
+
+
+def windows_perplexity(
+    model: PreTrainedModel, windows: torch.Tensor, *, batch_size: int = 1, progress: bool = False, description: str = "perplexity"
+) -> float:
+    """Perplexity over already-cut windows (what `perplexity` does after tokenizing; benchmarks reuse windows).
+
+    Under several processes each evaluates a share of the batches and the NLL sums are added.
+    """
+    total = torch.zeros((), dtype=torch.float64)
+    batches = shard(windows.split(batch_size))
+    for batch in tqdm(batches, desc=description, unit="batch", disable=not progress or not is_main_process()):
+        total += window_nll(model, batch).sum()
+    total = all_reduce_sums({"nll": total})["nll"]
+    return math.exp(total.item() / (windows.shape[0] * (windows.shape[1] - 1)))
 
 
 def evaluation_windows(
@@ -74,14 +90,13 @@ def perplexity(
     if not isinstance(text, Text):
         text = load_text(text, "evaluation")
     windows = evaluation_windows(tokenizer, text, seq_len, max_windows)
-    total = torch.zeros((), dtype=torch.float64)
-    for batch in tqdm(windows.split(batch_size), desc=f"perplexity {text.source}", unit="batch", disable=not progress):
-        total += window_nll(model, batch).sum()
+    value = windows_perplexity(
+        model, windows, batch_size=batch_size, progress=progress, description=f"perplexity {text.source}"
+    )
     predictions = windows.shape[0] * (seq_len - 1)
-    mean_nll = total.item() / predictions
     return {
-        "perplexity": math.exp(mean_nll),
-        "nll": mean_nll,
+        "perplexity": value,
+        "nll": math.log(value),
         "tokens": predictions,
         "seq_len": seq_len,
         "windows": windows.shape[0],

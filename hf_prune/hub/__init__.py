@@ -1,5 +1,15 @@
-"""The Hub: model cards now; the pusher and the Space build on them."""
+"""The Hub: model cards, the pruning-profile picture, the pusher, and the demo Space."""
 
-from .card import card_data, human_bytes, human_count, render_model_card
+from .card import card_data, render_model_card
+from .profile import profile_figure, profile_png, profile_rows
+from .push import PushResult, push_to_hub
 
-__all__ = ["card_data", "human_bytes", "human_count", "render_model_card"]
+__all__ = [
+    "PushResult",
+    "card_data",
+    "profile_figure",
+    "profile_png",
+    "profile_rows",
+    "push_to_hub",
+    "render_model_card",
+]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .._resources import resource_dir
@@ -56,8 +54,11 @@ def card_data(record: PruningRecord, model_name: str) -> ModelCardData:
     )
 
 
-def render_model_card(record: PruningRecord, *, repo_id: str | None = None, model_name: str | None = None) -> str:
-    """The `README.md` of a pruned checkpoint, rendered from its record.
+def render_model_card(
+    record: PruningRecord, *, repo_id: str | None = None, model_name: str | None = None, has_profile: bool = True
+) -> str:
+    """The `README.md` of a pruned checkpoint, rendered from its record (`has_profile`: show
+    `pruning_profile.png`, which `hf-prune prune` and `push` write next to it).
 
     Example:
 
@@ -109,5 +110,6 @@ def render_model_card(record: PruningRecord, *, repo_id: str | None = None, mode
         speed_rows=speed_table,
         speed_settings=speed_settings,
         command=record.command or "# pruned with the hf_prune Python API",
+        has_profile=has_profile,
     )
     return str(card)

@@ -8,6 +8,9 @@ from ..errors import InvalidPruningError
 from .base import MethodConfig
 from .block_influence import BlockInfluenceConfig
 from .depth_baselines import LastLayersConfig, RandomLayersConfig
+from .llm_rank import LLMRankConfig
+from .transact import TransActConfig
+from .width_baselines import ActivationConfig, MagnitudeConfig, RandomWidthConfig, WandaSPConfig
 
 METHODS: dict[str, type[MethodConfig]] = {
     config.method: config
@@ -15,6 +18,12 @@ METHODS: dict[str, type[MethodConfig]] = {
         BlockInfluenceConfig,
         LastLayersConfig,
         RandomLayersConfig,
+        TransActConfig,
+        LLMRankConfig,
+        MagnitudeConfig,
+        ActivationConfig,
+        WandaSPConfig,
+        RandomWidthConfig,
     )
 }
 

@@ -12,7 +12,7 @@ import torch
 from transformers import PreTrainedModel
 
 from ..architecture import PrunedConfig, PrunedForCausalLM
-from ..architecture.families import build_model, to_pruned
+from ..architecture.families import build_model, carry_over, to_pruned
 from ..errors import InvalidPruningError
 from .plan import PruningPlan
 from .trace import LayerTrace, PruningTrace
@@ -50,7 +50,7 @@ def apply_plan(model: PreTrainedModel, plan: PruningPlan) -> PrunedForCausalLM:
     kept_layers = [index for index in range(num_layers) if index not in plan.removed_layers]
     for new_index, old_index in enumerate(kept_layers):
         old_layer = config.per_layer_config[old_index]
-        spec, layer_state, layer_trace = _prune_layer(
+        spec, layer_state, layer_trace = prune_layer(
             old_index, old_layer, config, plan, _layer_state(old_state, old_index), trace.layers[old_index]
         )
         specs.append(spec)
@@ -60,9 +60,7 @@ def apply_plan(model: PreTrainedModel, plan: PruningPlan) -> PrunedForCausalLM:
 
     new_config = _derive_config(config, specs, layer_types)
     pruned = build_model(PrunedForCausalLM, new_config, new_state)
-    pruned.generation_config = model.generation_config
-    pruned.train(model.training)
-    pruned.name_or_path = model.name_or_path
+    carry_over(model, pruned)
     pruned.pruning_trace = PruningTrace(trace.num_source_layers, layer_traces, source_config=trace.source_config)
     return pruned
 
@@ -82,7 +80,7 @@ def _layer_state(state: dict[str, torch.Tensor], index: int) -> dict[str, torch.
     return {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
 
 
-def _prune_layer(
+def prune_layer(
     index: int,
     layer: PrunedConfig,
     config: PrunedConfig,
@@ -90,7 +88,11 @@ def _prune_layer(
     state: dict[str, torch.Tensor],
     trace: LayerTrace,
 ) -> tuple[dict, dict[str, torch.Tensor], LayerTrace]:
-    """Slice one layer's tensors; return its new per-layer config, tensors and provenance."""
+    """Slice one layer's tensors as `plan` says; return its new per-layer config, tensors and provenance.
+
+    `state` holds the layer's tensors by their names inside the layer (`self_attn.q_proj.weight`, ...). Layer
+    streaming calls this directly, one layer at a time.
+    """
     skip = list(getattr(layer, "skip", None) or [])
     spec = {
         "num_attention_heads": layer.num_attention_heads,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from ..architecture import PrunedConfig
+from .plan import PruningPlan
 
 
 @dataclass
@@ -69,6 +70,23 @@ class PruningTrace:
         """Source indices of the layers that are gone."""
         kept = {layer.source_layer for layer in self.layers}
         return [index for index in range(self.num_source_layers) if index not in kept]
+
+    def to_plan(self) -> PruningPlan:
+        """The single plan that takes the source model straight to this one (in the source's numbering)."""
+        source = self.source_config
+        plan = PruningPlan(removed_layers=self.removed_layers)
+        for kept in self.layers:
+            layer = source.per_layer_config[kept.source_layer]
+            index = kept.source_layer
+            if len(kept.query_heads) != layer.num_attention_heads:
+                plan.heads[index] = list(kept.query_heads)
+            if kept.rotary_pairs is not None and kept.rotary_pairs != layer.rotary_pairs:
+                # Plans number pairs within the layer as it is; the trace names them by RoPE frequency.
+                current = layer.rotary_pairs or list(range(source.rope_head_dim // 2))
+                plan.rotary_pairs[index] = [current.index(pair) for pair in kept.rotary_pairs]
+            if len(kept.neurons) != layer.intermediate_size:
+                plan.neurons[index] = list(kept.neurons)
+        return plan
 
     def to_dict(self) -> dict:
         return {"num_source_layers": self.num_source_layers, "layers": [asdict(layer) for layer in self.layers]}

@@ -1,0 +1,302 @@
+"""Quality, size and speed of pruning methods on SmolLM2-135M, against the dense model, in one run.
+
+Every row is evaluated on the same fixed windows of WikiText-2 (test) and the TinyStories validation prefix from
+../shared/data, with the protocol of `hf_prune.evaluation.perplexity`. Calibration is the built-in text (the first
+windows, so the run is deterministic). Results go to benchmarks/results/<suite>.json and .md, with machine and date.
+
+    python benchmarks/pruning_quality.py --suite depth      # Block Influence and its variants vs depth baselines
+    python benchmarks/pruning_quality.py --suite transact   # TransAct (K shots, allocation, GQA) vs width baselines
+    python benchmarks/pruning_quality.py --suite llm_rank   # LLM-Rank variants vs width baselines, MLP only
+
+Each suite is a function returning the configurations to run; the dense row and the windows are shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+import hf_prune
+from hf_prune.calibration import CalibrationData, collect, load_calibration, load_text
+from hf_prune.evaluation import (
+    count_parameters,
+    describe_machine,
+    evaluation_windows,
+    kv_cache_bytes_per_token,
+    machine_summary,
+    measure_speed,
+    windows_perplexity,
+)
+from hf_prune.evaluation.report import human_bytes, human_count
+from hf_prune.scoring import PruningTarget, get_method_config
+from hf_prune.scoring.block_influence import LayerSimilarity
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+TEXTS = {"wikitext2": "wikitext2_test_raw.txt", "tinystories": "tinystories_val_prefix.txt"}
+
+
+@dataclass
+class Case:
+    """One pruned model to build and measure."""
+
+    group: str  # rows with the same group are compared in one table
+    label: str
+    method: str
+    target: PruningTarget
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    loaded: hf_prune.LoadedModel
+    calibration: CalibrationData
+    windows: dict[str, torch.Tensor]
+    prompt: torch.Tensor
+    args: argparse.Namespace
+
+
+def depth_suite(context: Context) -> Iterator[Case]:
+    for count in (4, 8, 10):
+        group = f"{count} of 30 layers removed"
+        target = PruningTarget(num_layers=count)
+        yield Case(group, "block-influence (cosine, one shot)", "block-influence", target)
+        yield Case(group, "block-influence angular", "block-influence", target, {"metric": "angular"})
+        yield Case(group, "block-influence iterative", "block-influence", target, {"iterative": True})
+        yield Case(group, "block-influence contiguous", "block-influence", target, {"contiguous": True})
+        yield Case(group, "last-layers", "last-layers", target)
+        for seed in (0, 1, 2):
+            yield Case(group, f"random-layers seed {seed}", "random-layers", target, {"seed": seed})
+
+
+def transact_suite(context: Context) -> Iterator[Case]:
+    for ratio in (0.25, 0.5):
+        group = f"{ratio:.0%} of attention and MLP width removed"
+        target = PruningTarget(ratio=ratio)
+        yield Case(group, "transact K=1 (one shot)", "transact", target, {"shots": 1})
+        yield Case(group, "transact K=4", "transact", target, {"shots": 4})
+        yield Case(group, "transact K=8 (reference)", "transact", target, {"shots": 8})
+        yield Case(group, "transact K=4 adaptive", "transact", target, {"shots": 4, "allocation": "adaptive"})
+        yield Case(group, "transact K=4, GQA heads within groups", "transact", target, {"shots": 4, "gqa": "heads"})
+        for method in ("magnitude", "activation", "wanda-sp"):
+            yield Case(group, method, method, target)
+        yield Case(group, "random seed 0", "random", target, {"seed": 0})
+
+
+def llm_rank_suite(context: Context) -> Iterator[Case]:
+    mlp_only = {"attention_ratio": 0.0}
+    for ratio in (0.1, 0.2, 0.3):
+        group = f"{ratio:.0%} of MLP neurons removed"
+        target = PruningTarget(ratio=ratio)
+        yield Case(group, "llm-rank WPR gamma 0.9", "llm-rank", target)
+        yield Case(group, "llm-rank WPR gamma 0 (reference LLM code)", "llm-rank", target, {"gamma": 0.0})
+        yield Case(group, "llm-rank MPR", "llm-rank", target, {"variant": "mpr"})
+        yield Case(group, "llm-rank WPR + gate", "llm-rank", target, {"gate": "product"})
+        yield Case(group, "llm-rank WPR chained", "llm-rank", target, {"chained": True})
+        for method in ("magnitude", "activation", "wanda-sp"):
+            yield Case(group, method, method, target, mlp_only)
+        yield Case(group, "random seed 0", "random", target, {"seed": 0, **mlp_only})
+
+
+SUITES: dict[str, Callable[[Context], Iterator[Case]]] = {
+    "depth": depth_suite,
+    "transact": transact_suite,
+    "llm_rank": llm_rank_suite,
+}
+
+
+def measure(model, context: Context) -> dict:
+    row = {
+        "parameters": count_parameters(model),
+        "kv_cache_bytes_per_token": kv_cache_bytes_per_token(model.config, model.dtype),
+        "layers": model.config.num_hidden_layers,
+    }
+    for name, windows in context.windows.items():
+        row[f"perplexity_{name}"] = windows_perplexity(model, windows, batch_size=context.args.eval_batch_size)
+    speed = measure_speed(model, context.prompt, new_tokens=context.args.decode_tokens, repeats=3)
+    row["decode_tokens_per_s"] = speed["decode_tokens_per_s"]
+    row["prefill_tokens_per_s"] = speed["prefill_tokens_per_s"]
+    return row
+
+
+def scoring_cost(context: Context, repeats: int = 3) -> dict:
+    """Block Influence's hooked pass versus a plain decoder forward over the same calibration tokens."""
+    model, batch_size = context.loaded.model, context.args.calibration_batch_size
+    batches = context.calibration.batches(batch_size)
+
+    def plain():
+        with torch.no_grad():
+            for input_ids, _ in batches:
+                model.base_model(input_ids=input_ids, use_cache=False)
+
+    def hooked():
+        collect(model, context.calibration, [LayerSimilarity()], batch_size=batch_size, progress=False)
+
+    timings = {"plain": [], "hooked": []}
+    plain()  # warm-up
+    for _ in range(repeats):
+        for name, run in (("plain", plain), ("hooked", hooked)):
+            start = time.perf_counter()
+            run()
+            timings[name].append(time.perf_counter() - start)
+    plain_s, hooked_s = statistics.median(timings["plain"]), statistics.median(timings["hooked"])
+    return {
+        "tokens": context.calibration.num_tokens,
+        "plain_forward_s": plain_s,
+        "block_influence_pass_s": hooked_s,
+        "ratio": hooked_s / plain_s,
+        "repeats": repeats,
+    }
+
+
+def markdown(results: dict) -> str:
+    text_names = list(TEXTS)
+    lines = [
+        f"# {results['suite']} benchmark",
+        "",
+        f"Machine: {results['machine']}. Command: `{results['command']}`.",
+        "",
+        f"Model: {results['model']}, {results['dtype']}. Calibration: {results['calibration']['num_samples']} windows x "
+        f"{results['calibration']['seq_len']} tokens of `{results['calibration']['source']}` (sha256 "
+        f"`{results['calibration']['tokens_sha256'][:16]}...`). Perplexity: the first {results['eval_windows']} "
+        f"windows of {results['eval_seq_len']} tokens of each text, the same for every row. Decode: greedy, batch 1, "
+        f"{results['decode_tokens']} tokens after a 128-token prompt, median of 3.",
+        "",
+    ]
+    dense = results["dense"]
+    header = "| method | removed | parameters | KV/token | " + " | ".join(f"ppl {t}" for t in text_names)
+    header += " | decode tok/s | prune s |"
+    rule = "|---|---|---:|---:|" + "---:|" * len(text_names) + "---:|---:|"
+
+    def row(label, data, removed="", seconds=""):
+        cells = [label, removed, human_count(data["parameters"]), human_bytes(data["kv_cache_bytes_per_token"])]
+        cells += [f"{data[f'perplexity_{t}']:.2f}" for t in text_names]
+        cells += [f"{data['decode_tokens_per_s']:.1f}", seconds]
+        return "| " + " | ".join(map(str, cells)) + " |"
+
+    groups: dict[str, list] = {}
+    for entry in results["rows"]:
+        groups.setdefault(entry["group"], []).append(entry)
+    for group, entries in groups.items():
+        lines += [f"## {group}", "", header, rule, row("dense", dense)]
+        for entry in entries:
+            if entry["removed_layers"]:
+                removed = "layers " + ", ".join(map(str, entry["removed_layers"]))
+            else:
+                kept = entry["width_kept"]
+                removed = f"attn {1 - kept['attention']:.0%}, MLP {1 - kept['mlp']:.0%}"
+            lines.append(row(entry["label"], entry, removed, f"{entry['prune_seconds']:.0f}"))
+        random_rows = [e for e in entries if e["method"] == "random-layers"]
+        if random_rows:
+            means = {t: statistics.mean(e[f"perplexity_{t}"] for e in random_rows) for t in text_names}
+            lines.append(
+                f"| random-layers, mean of {len(random_rows)} seeds | | | | "
+                + " | ".join(f"{means[t]:.2f}" for t in text_names) + " | | |"
+            )
+        lines.append("")
+    if "scoring_cost" in results:
+        cost = results["scoring_cost"]
+        lines += [
+            "## Cost of scoring",
+            "",
+            f"Block Influence's hooked pass over the {cost['tokens']} calibration tokens took "
+            f"{cost['block_influence_pass_s']:.2f} s against {cost['plain_forward_s']:.2f} s for a plain decoder "
+            f"forward over the same tokens: **{cost['ratio']:.2f}x** (target: at most 1.25x; median of "
+            f"{cost['repeats']}).",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--suite", choices=sorted(SUITES), required=True)
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared", help="the shared/ folder")
+    parser.add_argument("--eval-windows", type=int, default=8, help="windows per text (default: 8)")
+    parser.add_argument("--eval-seq-len", type=int, default=1024)
+    parser.add_argument("--eval-batch-size", type=int, default=1)
+    parser.add_argument("--calibration-samples", type=int, default=32)
+    parser.add_argument("--calibration-seq-len", type=int, default=256)
+    parser.add_argument("--calibration-batch-size", type=int, default=4)
+    parser.add_argument("--decode-tokens", type=int, default=32)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's); pin with taskset for quiet timings"
+    )
+    parser.add_argument("--only", default=None, help="run only the cases whose label contains this")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    data_dir = args.shared / "data"
+    if not data_dir.is_dir():
+        parser.error(f"{data_dir} not found: the benchmark evaluates on ../shared/data (use --shared)")
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    loaded = hf_prune.load_model("smollm2-135m")
+    tokenizer = loaded.tokenizer
+    texts = {name: load_text(data_dir / file) for name, file in TEXTS.items()}
+    windows = {name: evaluation_windows(tokenizer, text, args.eval_seq_len, args.eval_windows) for name, text in texts.items()}
+    prompt = windows["wikitext2"][0, :128]
+    calibration = load_calibration(tokenizer, num_samples=args.calibration_samples, seq_len=args.calibration_seq_len)
+    context = Context(loaded, calibration, windows, prompt, args)
+
+    started = time.time()
+    results = {
+        "suite": args.suite,
+        "model": loaded.source,
+        "dtype": str(loaded.model.dtype).removeprefix("torch."),
+        "machine": machine_summary(),
+        "machine_details": describe_machine(),
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
+        "calibration": calibration.provenance(),
+        "eval_windows": args.eval_windows,
+        "eval_seq_len": args.eval_seq_len,
+        "decode_tokens": args.decode_tokens,
+    }
+    print("measuring the dense model", flush=True)
+    results["dense"] = measure(loaded.model, context)
+    if args.suite == "depth":
+        results["scoring_cost"] = scoring_cost(context)
+    rows = []
+    for case in SUITES[args.suite](context):
+        if args.only and args.only not in case.label:
+            continue
+        print(f"{case.group}: {case.label}", flush=True)
+        method = get_method_config(case.method, **case.options).build()
+        start = time.perf_counter()
+        result = method.prune(
+            loaded.model, calibration, case.target, batch_size=args.calibration_batch_size, progress=False
+        )
+        seconds = time.perf_counter() - start
+        rows.append(
+            {
+                "group": case.group,
+                "label": case.label,
+                "method": case.method,
+                "options": case.options,
+                "target": case.target.to_dict(),
+                "removed_layers": result.plan.removed_layers,
+                "width_kept": hf_prune.PruningRecord.from_model(result.model).width_kept,
+                "prune_seconds": seconds,
+                **measure(result.model, context),
+            }
+        )
+    results["rows"] = rows
+    results["wall_seconds"] = time.time() - started
+
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / f"{args.suite}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.output / f"{args.suite}.md").write_text(markdown(results))
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""TransAct: channel salience of transitional activations, head salience, the K-shot schedule, head-dim pruning."""
+
+from __future__ import annotations
+
+import torch
+
+from ...architecture.families import to_pruned
+from ...calibration.engine import collect
+from ...surgery import PruningPlan, apply_plan
+from ..base import PruningResult, Scores
+from ..width import ChannelEnergy, WidthMethod
+from .config import TransActConfig
+
+
+def head_salience(channel_salience: torch.Tensor, head_dim: int) -> list[float]:
+    """`mean + (10 / d) * max` of each head's `d` channel saliences (TransAct's head score)."""
+    per_head = channel_salience.view(-1, head_dim)
+    return (per_head.mean(dim=1) + (10.0 / head_dim) * per_head.max(dim=1).values).tolist()
+
+
+class TransAct(WidthMethod):
+    """See `TransActConfig`."""
+
+    config: TransActConfig
+
+    @property
+    def shots(self) -> int:
+        return self.config.shots
+
+    def score_structures(self, model, data, *, batch_size, progress) -> Scores:
+        energy = ChannelEnergy()
+        collect(model, data, [energy], batch_size=batch_size, progress=progress, description="transact")
+        heads, neurons = [], []
+        for index, layer in enumerate(model.model.layers):
+            attention = energy.norms(f"attn.{index}")
+            heads.append(head_salience(attention, layer.self_attn.head_dim) if attention is not None else None)
+            mlp = energy.norms(f"mlp.{index}")
+            neurons.append(mlp.tolist() if mlp is not None else None)
+        return Scores(self.config.method, head_scores=heads, neuron_scores=neurons)
+
+    def prune(self, model, data, target, *, batch_size=1, progress=True) -> PruningResult:
+        result = super().prune(model, data, target, batch_size=batch_size, progress=progress)
+        if self.config.head_dim_ratio is None:
+            return result
+        pruned = narrow_heads(result.model, data, self.config.head_dim_ratio, batch_size=batch_size, progress=progress)
+        return PruningResult(pruned, result.scores, pruned.pruning_trace.to_plan())
+
+
+def narrow_heads(model, data, ratio: float, *, batch_size: int = 1, progress: bool = True):
+    """Remove `ratio` of every layer's rotary pairs: those whose two output channels carry the least, over all heads."""
+    model = to_pruned(model)
+    energy = ChannelEnergy(mlp=False)
+    collect(model, data, [energy], batch_size=batch_size, progress=progress, description="transact head dims")
+    plan = PruningPlan()
+    for index, layer in enumerate(model.model.layers):
+        attention = energy.norms(f"attn.{index}")
+        if attention is None:
+            continue
+        head_dim = layer.self_attn.head_dim
+        half = head_dim // 2
+        per_channel = attention.view(-1, head_dim).sum(dim=0)
+        pair_scores = (per_channel[:half] + per_channel[half:]).tolist()
+        keep = max(1, round((1 - ratio) * half))
+        plan.rotary_pairs[index] = sorted(sorted(range(half), key=lambda p: (-pair_scores[p], p))[:keep])
+    return apply_plan(model, plan)
