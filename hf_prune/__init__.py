@@ -36,6 +36,7 @@ from .errors import (
     UnsupportedArchitectureError,
 )
 from .hub import push_to_hub
+from .quantization import quantize_weights
 from .surgery import (
     PruningPlan,
     PruningTrace,
@@ -71,6 +72,7 @@ __all__ = [
     "apply_plan",
     "load_model",
     "push_to_hub",
+    "quantize_weights",
     "remove_heads",
     "remove_kv_groups",
     "remove_layers",

@@ -127,3 +127,17 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def heterogeneous(model) -> torch.nn.Module:
+    """Every layer different: fewer KV heads, thinner groups, narrower heads, no attention, no/less MLP."""
+    model = hf_prune.to_pruned(model)
+    head_pairs = model.config.head_dim // 2
+    return hf_prune.apply_plan(
+        model,
+        hf_prune.PruningPlan(
+            heads={0: [0, 1, 4, 5], 1: [0, 2, 4], 3: []},
+            rotary_pairs={2: list(range(0, head_pairs, 2))},
+            neurons={1: list(range(0, 64, 2)), 2: []},
+        ),
+    )

@@ -6,21 +6,8 @@ import pytest
 import torch
 
 import hf_prune
-from hf_prune import PrunedConfig, PrunedForCausalLM, PruningPlan
-
-
-def heterogeneous(model) -> PrunedForCausalLM:
-    """Every layer different: fewer KV heads, thinner groups, narrower heads, no attention, no/less MLP."""
-    model = hf_prune.to_pruned(model)
-    head_pairs = model.config.head_dim // 2
-    return hf_prune.apply_plan(
-        model,
-        PruningPlan(
-            heads={0: [0, 1, 4, 5], 1: [0, 2, 4], 3: []},
-            rotary_pairs={2: list(range(0, head_pairs, 2))},
-            neurons={1: list(range(0, 64, 2)), 2: []},
-        ),
-    )
+from hf_prune import PrunedConfig, PrunedForCausalLM
+from tests.conftest import heterogeneous
 
 
 def left_padded_batch(vocab_size: int = 96, pad_token_id: int = 0) -> dict[str, torch.Tensor]:

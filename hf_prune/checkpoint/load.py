@@ -16,9 +16,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from ..architecture import PrunedConfig
 from ..architecture.families import get_family
 from ..errors import MissingDependencyError, ModelNotFoundError
+from ..quantization.quanto import QUANTIZATION_MAP_NAME
 from .record import RECORD_NAME
 from .save import atomic_directory
-from .validate import check_checkpoint
+from .validate import check_checkpoint, load_config
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,12 @@ def load_model(
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     try:
-        loaded = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        if isinstance(path, Path) and (path / QUANTIZATION_MAP_NAME).is_file():
+            from ..quantization import load_quantized
+
+            loaded = load_quantized(path)
+        else:
+            loaded = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as error:
         raise ModelNotFoundError(f"cannot load {os.fspath(model)!r}: {_first_line(error)}") from error
     if tokenizer is None:
@@ -205,7 +211,10 @@ def resolve_model(
         path = Path(name)
         if not (path / "config.json").is_file():
             raise ModelNotFoundError(f"{path} is a directory but has no config.json")
-        config = check_checkpoint(path)
+        if (path / QUANTIZATION_MAP_NAME).is_file():  # quantized tensors are stored in pieces; quanto checks them
+            config = load_config(path)
+        else:
+            config = check_checkpoint(path)
         if require_supported:
             _check_supported(config.model_type)
         return path, name, None

@@ -42,6 +42,8 @@ class PruningRecord:
         format_reason: why the pruned format was written (what the stock architecture cannot express).
         architecture: the class written in `config.json` (e.g. `LlamaForCausalLM`).
         license: the source model's licence, where known (the card inherits it).
+        quantization: how the weights were quantized after pruning (`backend`, `weights` "int8"/"int4",
+            `excluded` modules), or `None`.
         command: the command line that produced the checkpoint.
 
     Example:
@@ -74,6 +76,7 @@ class PruningRecord:
     architecture: str | None = None
     license: str | None = None
     command: str | None = None
+    quantization: dict[str, Any] | None = None
     hf_prune_version: str = ""
     created: str = ""
 

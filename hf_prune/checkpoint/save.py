@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import shutil
 import tempfile
@@ -104,6 +105,7 @@ def save_pruned(
     model_card: Callable[[PruningRecord], str] | str | bool = True,
     extra_files: dict[str, Callable[[PruningRecord], str | bytes] | str | bytes] | None = None,
     overwrite: bool = False,
+    quantize: str | None = None,
 ) -> PruningRecord:
     """Save a pruned model with its tokenizer, `pruning.json` and optionally a model card, atomically.
 
@@ -116,6 +118,10 @@ def save_pruned(
     directory also carries `configuration_pruned.py` / `modeling_pruned.py` and an `auto_map` so that it loads with
     `trust_remote_code=True` where hf_prune is not installed. Either way it loads with
     `AutoModelForCausalLM.from_pretrained`. Returns the record written to `pruning.json`.
+
+    `quantize="int8"` or `"int4"` writes the weights quantized with optimum-quanto (the `hf-prune[quant]` extra;
+    `model` itself is left as it is), loadable with `hf_prune.load_model` or optimum-quanto's
+    `QuantizedModelForCausalLM.from_pretrained`.
 
     Example:
 
@@ -131,9 +137,22 @@ def save_pruned(
     to_write, written_format, reason = resolve_format(model, format)
     record.format, record.format_reason = written_format, reason
     record.architecture = type(to_write).__name__
+    if quantize is not None:
+        if is_streamed(model):
+            raise FormatError("a layer-streamed model cannot be quantized while it is written; quantize the saved checkpoint")
+        from ..quantization.quanto import quantization_facts, quantize_weights
+
+        if to_write is model:  # leave the caller's model unquantized
+            to_write = copy.deepcopy(model)
+        to_write = quantize_weights(to_write, quantize)
+        record.quantization = quantization_facts(to_write, quantize)
     with atomic_directory(output_dir, overwrite) as staging:
         if is_streamed(model):
             write_streamed_weights(to_write, model.pruning_trace, model.stream_source, staging)
+        elif quantize is not None:
+            from ..quantization.quanto import save_quantized
+
+            save_quantized(to_write, staging)
         else:
             to_write.save_pretrained(staging)
         if tokenizer is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import shlex
 import time
@@ -13,6 +14,7 @@ from ..errors import InvalidPruningError
 from ..evaluation import compare_models
 from ..evaluation.report import human_bytes, human_count, render_report
 from ..hub.profile import PROFILE_NAME
+from ..quantization import WEIGHT_TYPES, quantize_weights, require_quanto
 from .options import (
     add_calibration_options,
     add_method_options,
@@ -39,6 +41,13 @@ def register(commands) -> None:
     add_model_options(parser)
     add_stream_option(parser)
     parser.add_argument("--format", choices=FORMATS, default="auto", help="checkpoint format (default: auto)")
+    parser.add_argument(
+        "--quantize",
+        choices=sorted(WEIGHT_TYPES),
+        default=None,
+        help="after pruning, quantize the weights (optimum-quanto, weight-only; needs hf-prune[quant]); "
+        "--evaluate then measures the quantized model",
+    )
     parser.add_argument("--output", required=True, metavar="DIR", help="directory to write (must be new or empty)")
     parser.add_argument("--overwrite", action="store_true", help="replace DIR if it is not empty")
     evaluation = parser.add_argument_group("evaluation of dense versus pruned, in the same run")
@@ -67,6 +76,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             "--stream keeps the model on disk, so it cannot be evaluated in the same run; "
             "evaluate the written checkpoint with hf-prune eval"
         )
+    if args.quantize and args.stream:
+        raise InvalidPruningError("--quantize needs the pruned model in memory; it cannot be combined with --stream")
+    if args.quantize:
+        require_quanto()  # before any work is done
     progress = not args.quiet
     timings: dict[str, float] = {}
 
@@ -81,9 +94,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     evaluation = {}
     if args.evaluate or args.speed or args.eval_text:
         started = time.perf_counter()
+        # With --quantize, what is measured is what is written: the pruned model with quantized weights.
+        evaluated = quantize_weights(copy.deepcopy(result.model), args.quantize) if args.quantize else result.model
         evaluation = compare_models(
             loaded.model,
-            result.model,
+            evaluated,
             loaded.tokenizer,
             args.eval_text or [None],
             seq_len=args.eval_seq_len,
@@ -114,6 +129,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         record=record,
         extra_files={"report.md": lambda final: render_report(final.to_dict(), timings)},
         overwrite=args.overwrite,
+        quantize=args.quantize,
     )
 
     if args.json:

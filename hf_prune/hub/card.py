@@ -49,7 +49,8 @@ def card_data(record: PruningRecord, model_name: str) -> ModelCardData:
         library_name="transformers",
         pipeline_tag="text-generation",
         license=record.license,
-        tags=["pruned", "hf-prune", record.method, f"{record.format}-format"],
+        tags=["pruned", "hf-prune", record.method, f"{record.format}-format"]
+        + (["quantized", f"{record.quantization['weights']}"] if record.quantization else []),
         eval_results=eval_results or None,
     )
 
@@ -111,5 +112,6 @@ def render_model_card(
         speed_settings=speed_settings,
         command=record.command or "# pruned with the hf_prune Python API",
         has_profile=has_profile,
+        quantization=record.quantization,
     )
     return str(card)
