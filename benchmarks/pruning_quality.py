@@ -7,6 +7,7 @@ windows, so the run is deterministic). Results go to benchmarks/results/<suite>.
     python benchmarks/pruning_quality.py --suite depth      # Block Influence and its variants vs depth baselines
     python benchmarks/pruning_quality.py --suite transact   # TransAct (K shots, allocation, GQA) vs width baselines
     python benchmarks/pruning_quality.py --suite llm_rank   # LLM-Rank variants vs width baselines, MLP only
+    python benchmarks/pruning_quality.py --suite quant      # pruning composed with int8/int4 weight quantization
 
 Each suite is a function returning the configurations to run; the dense row and the windows are shared.
 """
@@ -14,6 +15,7 @@ Each suite is a function returning the configurations to run; the dense row and 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import sys
@@ -36,6 +38,7 @@ from hf_prune.evaluation import (
     windows_perplexity,
 )
 from hf_prune.evaluation.report import human_bytes, human_count
+from hf_prune.quantization import quantize_weights
 from hf_prune.scoring import PruningTarget, get_method_config
 from hf_prune.scoring.block_influence import LayerSimilarity
 
@@ -51,8 +54,9 @@ class Case:
     group: str  # rows with the same group are compared in one table
     label: str
     method: str
-    target: PruningTarget
+    target: PruningTarget | None
     options: dict = field(default_factory=dict)
+    quantize: str | None = None  # "int8" / "int4": optimum-quanto weight quantization after pruning
 
 
 @dataclass
@@ -106,16 +110,42 @@ def llm_rank_suite(context: Context) -> Iterator[Case]:
         yield Case(group, "random seed 0", "random", target, {"seed": 0, **mlp_only})
 
 
+def quant_suite(context: Context) -> Iterator[Case]:
+    group = "quantization after pruning"
+    depth, width = PruningTarget(num_layers=8), PruningTarget(ratio=0.25)
+    for weights in ("int8", "int4"):
+        yield Case(group, f"dense + {weights}", "dense", None, quantize=weights)
+    for weights in (None, "int8", "int4"):
+        suffix = f" + {weights}" if weights else ""
+        yield Case(group, f"block-influence 8 layers{suffix}", "block-influence", depth, quantize=weights)
+    for weights in (None, "int8"):
+        suffix = f" + {weights}" if weights else ""
+        yield Case(group, f"transact 25% K=1{suffix}", "transact", width, {"shots": 1}, quantize=weights)
+
+
 SUITES: dict[str, Callable[[Context], Iterator[Case]]] = {
     "depth": depth_suite,
     "transact": transact_suite,
     "llm_rank": llm_rank_suite,
+    "quant": quant_suite,
 }
+
+
+def weights_bytes(model) -> int:
+    """Bytes of the model's tensors as saved (quantized weights count their int data and scales; tied ones once)."""
+    seen, total = set(), 0
+    for tensor in model.state_dict().values():
+        key = (tensor.data_ptr(), tensor.nbytes)
+        if key not in seen:
+            seen.add(key)
+            total += tensor.nbytes
+    return total
 
 
 def measure(model, context: Context) -> dict:
     row = {
         "parameters": count_parameters(model),
+        "weights_bytes": weights_bytes(model),
         "kv_cache_bytes_per_token": kv_cache_bytes_per_token(model.config, model.dtype),
         "layers": model.config.num_hidden_layers,
     }
@@ -172,12 +202,13 @@ def markdown(results: dict) -> str:
         "",
     ]
     dense = results["dense"]
-    header = "| method | removed | parameters | KV/token | " + " | ".join(f"ppl {t}" for t in text_names)
+    header = "| method | removed | parameters | weights | KV/token | " + " | ".join(f"ppl {t}" for t in text_names)
     header += " | decode tok/s | prune s |"
-    rule = "|---|---|---:|---:|" + "---:|" * len(text_names) + "---:|---:|"
+    rule = "|---|---|---:|---:|---:|" + "---:|" * len(text_names) + "---:|---:|"
 
     def row(label, data, removed="", seconds=""):
-        cells = [label, removed, human_count(data["parameters"]), human_bytes(data["kv_cache_bytes_per_token"])]
+        weights = human_bytes(data["weights_bytes"]) if "weights_bytes" in data else ""
+        cells = [label, removed, human_count(data["parameters"]), weights, human_bytes(data["kv_cache_bytes_per_token"])]
         cells += [f"{data[f'perplexity_{t}']:.2f}" for t in text_names]
         cells += [f"{data['decode_tokens_per_s']:.1f}", seconds]
         return "| " + " | ".join(map(str, cells)) + " |"
@@ -190,6 +221,8 @@ def markdown(results: dict) -> str:
         for entry in entries:
             if entry["removed_layers"]:
                 removed = "layers " + ", ".join(map(str, entry["removed_layers"]))
+            elif entry["method"] == "dense":
+                removed = "nothing"
             else:
                 kept = entry["width_kept"]
                 removed = f"attn {1 - kept['attention']:.0%}, MLP {1 - kept['mlp']:.0%}"
@@ -198,7 +231,7 @@ def markdown(results: dict) -> str:
         if random_rows:
             means = {t: statistics.mean(e[f"perplexity_{t}"] for e in random_rows) for t in text_names}
             lines.append(
-                f"| random-layers, mean of {len(random_rows)} seeds | | | | "
+                f"| random-layers, mean of {len(random_rows)} seeds | | | | | "
                 + " | ".join(f"{means[t]:.2f}" for t in text_names) + " | | |"
             )
         lines.append("")
@@ -269,11 +302,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.only and args.only not in case.label:
             continue
         print(f"{case.group}: {case.label}", flush=True)
-        method = get_method_config(case.method, **case.options).build()
         start = time.perf_counter()
-        result = method.prune(
-            loaded.model, calibration, case.target, batch_size=args.calibration_batch_size, progress=False
-        )
+        if case.method == "dense":
+            model, removed, width_kept = loaded.model, [], {"attention": 1.0, "mlp": 1.0}
+        else:
+            method = get_method_config(case.method, **case.options).build()
+            result = method.prune(
+                loaded.model, calibration, case.target, batch_size=args.calibration_batch_size, progress=False
+            )
+            model, removed = result.model, result.plan.removed_layers
+            width_kept = hf_prune.PruningRecord.from_model(model).width_kept
+        if case.quantize:
+            model = quantize_weights(copy.deepcopy(model), case.quantize)
         seconds = time.perf_counter() - start
         rows.append(
             {
@@ -281,11 +321,12 @@ def main(argv: list[str] | None = None) -> int:
                 "label": case.label,
                 "method": case.method,
                 "options": case.options,
-                "target": case.target.to_dict(),
-                "removed_layers": result.plan.removed_layers,
-                "width_kept": hf_prune.PruningRecord.from_model(result.model).width_kept,
+                "target": case.target.to_dict() if case.target else None,
+                "quantize": case.quantize,
+                "removed_layers": removed,
+                "width_kept": width_kept,
                 "prune_seconds": seconds,
-                **measure(result.model, context),
+                **measure(model, context),
             }
         )
     results["rows"] = rows
