@@ -81,6 +81,9 @@ def _debug_launcher_worker(checkpoint: str, output: str) -> None:
 def test_accelerate_debug_launcher_processes_agree(tiny_checkpoint, tmp_path):
     from accelerate import debug_launcher
 
+    from hf_prune.calibration import process_state
+
+    process_state()  # this process's single-process state, which the forked workers must not inherit
     output = str(tmp_path / "scores")
     debug_launcher(_debug_launcher_worker, args=(str(tiny_checkpoint), output), num_processes=2)
     first, second = (json.loads(Path(f"{output}.{i}.of.2").read_text()) for i in range(2))

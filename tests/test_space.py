@@ -385,8 +385,10 @@ def test_browser_generates_side_by_side(browser, app_url, tmp_path):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     outside = []
     page.on("request", lambda request: outside.append(request.url) if not request.url.startswith(app_url) else None)
-    page.goto(app_url, wait_until="networkidle", timeout=60_000)
+    page.goto(app_url, wait_until="load", timeout=120_000)
 
+    # Gradio renders the page in the browser after load; on a busy machine that takes a while.
+    page.locator("#prompt textarea").wait_for(timeout=120_000)
     page.locator("#prompt textarea").fill(PROMPT)
     tokens = page.locator("#max-new-tokens input[type=number]")
     tokens.fill(str(NEW_TOKENS))
@@ -417,7 +419,8 @@ def test_browser_generates_side_by_side(browser, app_url, tmp_path):
 
 def test_browser_shows_a_load_error_readably(browser, broken_url):
     page = browser.new_page()
-    page.goto(broken_url, wait_until="networkidle", timeout=60_000)
+    page.goto(broken_url, wait_until="load", timeout=120_000)
+    page.locator("#load-status").wait_for(timeout=120_000)
     status = page.locator("#load-status").inner_text()
     assert "Could not load the pruned model" in status and "no config.json" in status
     assert page.locator("#generate").is_disabled()

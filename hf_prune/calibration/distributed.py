@@ -7,6 +7,7 @@ reports a single process; `process_state` takes care of that.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -19,7 +20,14 @@ T = TypeVar("T")
 
 def process_state() -> PartialState:
     """Accelerate's view of this process (a single process unless launched by torchrun / accelerate launch)."""
-    return PartialState(cpu=not torch.cuda.is_available())
+    state = PartialState(cpu=not torch.cuda.is_available())
+    world_size = dist.get_world_size() if dist.is_initialized() else int(os.environ.get("WORLD_SIZE", state.num_processes))
+    if state.num_processes != world_size:
+        # Accelerate caches one state per process, and a worker forked by notebook_launcher / debug_launcher
+        # inherits its parent's single-process one: start afresh from this worker's environment.
+        PartialState._reset_state()
+        state = PartialState(cpu=not torch.cuda.is_available())
+    return state
 
 
 def is_main_process() -> bool:

@@ -3,6 +3,7 @@
 from .card import card_data, render_model_card
 from .profile import profile_figure, profile_png, profile_rows
 from .push import PushResult, push_to_hub
+from .space import push_space, render_space_card
 
 __all__ = [
     "PushResult",
@@ -10,6 +11,8 @@ __all__ = [
     "profile_figure",
     "profile_png",
     "profile_rows",
+    "push_space",
     "push_to_hub",
     "render_model_card",
+    "render_space_card",
 ]
