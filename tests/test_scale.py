@@ -68,9 +68,20 @@ def test_two_processes_score_like_one(tiny_checkpoint, tmp_path, method, options
     assert_same_scores(outputs[1], outputs[2])
 
 
-def _debug_launcher_worker(checkpoint: str, output: str) -> None:
-    from hf_prune.calibration import process_state
+# Run in a fresh interpreter: debug_launcher forks, and forking a process whose OpenMP / onnxruntime thread pools
+# already ran (as pytest's does after earlier tests) can deadlock the children.
+DEBUG_LAUNCHER_SCRIPT = """
+import json, sys
+from pathlib import Path
 
+from accelerate import debug_launcher
+
+import hf_prune
+from hf_prune.calibration import load_calibration, process_state
+from hf_prune.scoring import get_method_config
+
+
+def worker(checkpoint, output):
     state = process_state()
     loaded = hf_prune.load_model(checkpoint)
     data = load_calibration(loaded.tokenizer, num_samples=5, seq_len=20)
@@ -78,14 +89,21 @@ def _debug_launcher_worker(checkpoint: str, output: str) -> None:
     Path(f"{output}.{state.process_index}.of.{state.num_processes}").write_text(json.dumps(scores.to_dict()))
 
 
+if __name__ == "__main__":
+    process_state()  # the parent's single-process state, which the forked workers must not inherit
+    debug_launcher(worker, args=(sys.argv[1], sys.argv[2]), num_processes=2)
+"""
+
+
 def test_accelerate_debug_launcher_processes_agree(tiny_checkpoint, tmp_path):
-    from accelerate import debug_launcher
-
-    from hf_prune.calibration import process_state
-
-    process_state()  # this process's single-process state, which the forked workers must not inherit
+    script = tmp_path / "launch.py"
+    script.write_text(DEBUG_LAUNCHER_SCRIPT)
     output = str(tmp_path / "scores")
-    debug_launcher(_debug_launcher_worker, args=(str(tiny_checkpoint), output), num_processes=2)
+    result = subprocess.run(
+        [sys.executable, str(script), str(tiny_checkpoint), output],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
     first, second = (json.loads(Path(f"{output}.{i}.of.2").read_text()) for i in range(2))
     assert first == second  # every process ends with the same scores
     loaded = hf_prune.load_model(tiny_checkpoint)
