@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from ..architecture import PrunedConfig
 from ..architecture.families import get_family
 from ..errors import MissingDependencyError, ModelNotFoundError
-from ..quantization.quanto import QUANTIZATION_MAP_NAME
+from ..quantization.quanto import is_quantized_checkpoint
 from .record import RECORD_NAME
 from .save import atomic_directory
 from .validate import check_checkpoint, load_config
@@ -172,7 +172,7 @@ def load_model(
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     try:
-        if isinstance(path, Path) and (path / QUANTIZATION_MAP_NAME).is_file():
+        if isinstance(path, Path) and is_quantized_checkpoint(path):
             from ..quantization import load_quantized
 
             loaded = load_quantized(path)
@@ -211,7 +211,7 @@ def resolve_model(
         path = Path(name)
         if not (path / "config.json").is_file():
             raise ModelNotFoundError(f"{path} is a directory but has no config.json")
-        if (path / QUANTIZATION_MAP_NAME).is_file():  # quantized tensors are stored in pieces; quanto checks them
+        if is_quantized_checkpoint(path):  # quantized tensors are stored in pieces; quanto checks them
             config = load_config(path)
         else:
             config = check_checkpoint(path)

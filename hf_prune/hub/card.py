@@ -50,7 +50,7 @@ def card_data(record: PruningRecord, model_name: str) -> ModelCardData:
         pipeline_tag="text-generation",
         license=record.license,
         tags=["pruned", "hf-prune", record.method, f"{record.format}-format"]
-        + (["quantized", f"{record.quantization['weights']}"] if record.quantization else []),
+        + (["quantized", record.quantization["weights"]] if record.quantization else []),
         eval_results=eval_results or None,
     )
 

@@ -24,9 +24,13 @@ DEFAULT_EXCLUDE = ("lm_head",)
 INSTALL_HINT = "pip install 'hf-prune[quant]'"
 
 
+def _quanto_installed() -> bool:
+    return importlib.util.find_spec("optimum") is not None and importlib.util.find_spec("optimum.quanto") is not None
+
+
 def require_quanto():
     """optimum.quanto, or a one-line `MissingDependencyError` saying what to install."""
-    if importlib.util.find_spec("optimum") is None or importlib.util.find_spec("optimum.quanto") is None:
+    if not _quanto_installed():
         raise MissingDependencyError(f"quantization needs optimum-quanto: {INSTALL_HINT}")
     import optimum.quanto
 
@@ -35,9 +39,7 @@ def require_quanto():
 
 def is_quantized(model: torch.nn.Module) -> bool:
     """Whether `model` holds quanto-quantized layers."""
-    if importlib.util.find_spec("optimum") is None or importlib.util.find_spec("optimum.quanto") is None:
-        return False
-    return bool(require_quanto().quantization_map(model))
+    return _quanto_installed() and bool(require_quanto().quantization_map(model))
 
 
 def quantize_weights(
