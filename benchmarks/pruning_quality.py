@@ -188,6 +188,24 @@ def scoring_cost(context: Context, repeats: int = 3) -> dict:
     }
 
 
+def merge_rerun(previous: dict, rerun: dict, only: str) -> dict:
+    """Put the rows re-run with `--only` in place of the same rows of an earlier full run; say so in the results.
+
+    The earlier run's dense row and every row not re-run stay as they were measured (perplexities are exact; speeds
+    are only comparable within one run, so the re-run's own dense row is kept beside its rows).
+    """
+    def key(row):
+        return row["group"], row["label"]
+
+    fresh = {key(row): row for row in rerun["rows"]}
+    rows = [dict(fresh.pop(key(row)), rerun=True) if key(row) in fresh else row for row in previous["rows"]]
+    rows += [dict(row, rerun=True) for row in fresh.values()]
+    reruns = previous.get("reruns", []) + [
+        {"only": only, "machine": rerun["machine"], "command": rerun["command"], "dense": rerun["dense"]}
+    ]
+    return {**previous, "rows": rows, "reruns": reruns}
+
+
 def markdown(results: dict) -> str:
     text_names = list(TEXTS)
     lines = [
@@ -202,6 +220,12 @@ def markdown(results: dict) -> str:
         f"{results['decode_tokens']} tokens after a 128-token prompt, median of 3.",
         "",
     ]
+    for rerun in results.get("reruns", []):
+        lines += [
+            f"Rows marked * were re-run with `--only {rerun['only']}` on {rerun['machine']} (`{rerun['command']}`); "
+            f"that run's dense WikiText-2 perplexity was {rerun['dense']['perplexity_wikitext2']:.2f}.",
+            "",
+        ]
     dense = results["dense"]
     header = "| method | removed | parameters | weights | KV/token | " + " | ".join(f"ppl {t}" for t in text_names)
     header += " | decode tok/s | prune s |"
@@ -227,7 +251,8 @@ def markdown(results: dict) -> str:
             else:
                 kept = entry["width_kept"]
                 removed = f"attn {1 - kept['attention']:.0%}, MLP {1 - kept['mlp']:.0%}"
-            lines.append(row(entry["label"], entry, removed, f"{entry['prune_seconds']:.0f}"))
+            label = entry["label"] + (" *" if entry.get("rerun") else "")
+            lines.append(row(label, entry, removed, f"{entry['prune_seconds']:.0f}"))
         random_rows = [e for e in entries if e["method"] == "random-layers"]
         if random_rows:
             means = {t: statistics.mean(e[f"perplexity_{t}"] for e in random_rows) for t in text_names}
@@ -332,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     results["rows"] = rows
     results["wall_seconds"] = time.time() - started
+    previous = args.output / f"{args.suite}.json"
+    if args.only and previous.is_file():
+        results = merge_rerun(json.loads(previous.read_text()), results, args.only)
 
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / f"{args.suite}.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -49,7 +49,8 @@ import hf_prune
 from hf_prune.checkpoint.load import BUILTIN_MODELS
 from hf_prune.evaluation import count_parameters, kv_cache_bytes_per_token
 from hf_prune.evaluation.report import evaluation_rows, human_bytes, human_count, percent_change
-from hf_prune.evaluation.speed import measured_kv_bytes_per_token, model_bytes
+from hf_prune.architecture.modeling_pruned import CACHE_NAME
+from hf_prune.evaluation.speed import cache_length, measured_kv_bytes_per_token, model_bytes
 from hf_prune.hub.profile import profile_rows
 
 logger = logging.getLogger("hf_prune.space")
@@ -308,7 +309,7 @@ class Generation:
     def step(self) -> None:
         start = time.perf_counter()
         logits = self.info.model(
-            input_ids=self.next_input, past_key_values=self.cache, use_cache=True, logits_to_keep=1
+            input_ids=self.next_input, use_cache=True, logits_to_keep=1, **{CACHE_NAME: self.cache}
         ).logits[:, -1, :].float()
         if self.settings.temperature > 0:
             sequence = torch.cat([self.input_ids, torch.tensor([self.tokens], dtype=torch.long)], dim=1)
@@ -335,7 +336,7 @@ class Generation:
         return len(self.tokens) / self.seconds if self.seconds else 0.0
 
     def kv_cache_bytes(self) -> int:
-        held = self.cache.get_seq_length()
+        held = cache_length(self.cache)
         return measured_kv_bytes_per_token(self.cache, held) * held if held else 0
 
     def summary(self) -> dict[str, Any]:
@@ -364,7 +365,7 @@ class Generation:
             f"({state[self.finish_reason]}); prompt {self.prompt_tokens} tokens"
             + (" (cut to its last tokens)" if self.truncated else ""),
             f"Memory: weights {human_bytes(self.info.weights_bytes)}, KV cache {human_bytes(self.kv_cache_bytes())} for "
-            f"{self.cache.get_seq_length()} tokens ({human_bytes(self.info.kv_bytes_per_token)} per token)",
+            f"{cache_length(self.cache)} tokens ({human_bytes(self.info.kv_bytes_per_token)} per token)",
         ]
         return "\n\n".join(lines)
 

@@ -28,11 +28,18 @@ _WITHOUT_HF_PRUNE = textwrap.dedent(
 )
 
 
-def run_without_hf_prune(code: str, *, cwd: str | Path | None = None, env: dict | None = None, timeout: int = 600):
-    """Run `code` in a new Python process where hf_prune cannot be imported; return the completed process."""
+def run_without_hf_prune(
+    code: str,
+    *,
+    cwd: str | Path | None = None,
+    env: dict | None = None,
+    timeout: int = 600,
+    python: str | Path | None = None,
+):
+    """Run `code` in a new Python process (this interpreter, or `python`) where hf_prune cannot be imported."""
     process_env = {**os.environ, **(env or {})}
     process = subprocess.run(
-        [sys.executable, "-c", _WITHOUT_HF_PRUNE + textwrap.dedent(code)],
+        [str(python or sys.executable), "-c", _WITHOUT_HF_PRUNE + textwrap.dedent(code)],
         cwd=cwd,
         env=process_env,
         capture_output=True,

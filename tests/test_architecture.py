@@ -7,6 +7,7 @@ import torch
 
 import hf_prune
 from hf_prune import PrunedConfig, PrunedForCausalLM
+from hf_prune.architecture.modeling_pruned import CACHE_NAME, UnsupportedTransformersError
 from tests.conftest import heterogeneous
 
 
@@ -61,6 +62,51 @@ def test_static_and_dynamic_caches_agree(tiny_model):
     assert torch.equal(dynamic, static)
 
 
+def test_first_layer_without_attention_or_mlp_generates_with_its_cache(tiny_model):
+    # The cache's length is read from the first layer that has attention, not from layer 0.
+    model = hf_prune.apply_plan(hf_prune.to_pruned(tiny_model), hf_prune.PruningPlan(heads={0: []}, neurons={1: []}))
+    assert model.config.layer_types[0] == "mlp" and model.model.layers[1].mlp is None
+    batch = left_padded_batch()
+    uncached = greedy(model, batch, use_cache=False)
+    cached = getattr(model(**batch, use_cache=True), CACHE_NAME)
+    if not hasattr(cached.layers[0], "get_seq_length"):
+        # transformers 5.23+: generate() reads the cache length from layer 0, which an attention-free layer lacks.
+        with pytest.raises(UnsupportedTransformersError, match="layer 0 has no attention.*use_cache=False"):
+            greedy(model, batch, use_cache=True)
+        return
+    assert torch.equal(greedy(model, batch, use_cache=True), uncached)
+    assert torch.equal(greedy(model, batch, cache_implementation="static"), uncached)
+
+
+def test_layer_without_attention_keeps_cached_forward_exact(tiny_model, token_batch):
+    # Decoding token by token with the cache equals the full forward, whichever layer lost its attention.
+    for layer in (0, 2):
+        model = hf_prune.apply_plan(hf_prune.to_pruned(tiny_model), hf_prune.PruningPlan(heads={layer: []}))
+        full = model(token_batch).logits
+        cache = getattr(model(token_batch[:, :4], use_cache=True), CACHE_NAME)
+        for position in range(4, token_batch.shape[1]):
+            step = model(token_batch[:, position : position + 1], cache=cache, use_cache=True)
+            cache = getattr(step, CACHE_NAME)
+            assert torch.allclose(step.logits[:, -1], full[:, position], atol=1e-4)
+
+
+def test_cache_under_either_name_gives_the_same_logits(tiny_model, token_batch):
+    model = heterogeneous(tiny_model)
+    prompt, last = token_batch[:, :-1], token_batch[:, -1:]
+    full = model(token_batch).logits[:, -1]
+    for name in ("cache", "past_key_values"):
+        cache = getattr(model(prompt, use_cache=True), CACHE_NAME)
+        assert torch.allclose(model(last, **{name: cache}).logits[:, -1], full, atol=1e-5)
+
+
+def test_cache_under_an_unknown_name_is_refused_not_ignored(tiny_model, token_batch):
+    # Silently ignoring a renamed cache argument decodes every step without the earlier tokens: wrong text.
+    model = heterogeneous(tiny_model)
+    cache = getattr(model(token_batch[:, :-1], use_cache=True), CACHE_NAME)
+    with pytest.raises(UnsupportedTransformersError, match=r"passes the KV cache as `kv_cache`.*supports transformers >="):
+        model(token_batch[:, -1:], kv_cache=cache)
+
+
 def test_padded_row_generates_what_it_generates_alone(tiny_model):
     model = heterogeneous(tiny_model)
     batch = left_padded_batch()
@@ -71,8 +117,10 @@ def test_padded_row_generates_what_it_generates_alone(tiny_model):
 def test_cache_holds_nothing_for_a_layer_without_attention(tiny_model):
     model = heterogeneous(tiny_model)
     out = model(**left_padded_batch(), use_cache=True)
-    cache = out.past_key_values
-    assert cache.layers[3].keys is None
+    cache = getattr(out, CACHE_NAME)
+    # transformers maps an "mlp" layer to a cache layer without keys (DummyLayer from 5.23, a linear-attention
+    # placeholder before): whatever its class, it holds no tensor.
+    assert not [value for value in vars(cache.layers[3]).values() if isinstance(value, torch.Tensor) and value.numel()]
     assert cache.layers[0].keys.shape[1] == 2  # KV heads of layer 0
     assert cache.layers[2].keys.shape[-1] == model.config.per_layer_config[2].head_dim
 

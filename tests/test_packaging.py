@@ -75,3 +75,32 @@ def test_wheel_ships_the_templates_and_the_space(tmp_path):
     ):
         assert required in names, required
     assert not any(name.startswith(("tests/", "benchmarks/")) for name in names)
+
+
+def test_checkpoint_code_names_the_supported_transformers_of_pyproject():
+    """The range the remote code refuses outside of is the one pip installs within."""
+    from hf_prune.architecture.modeling_pruned import MINIMUM_TRANSFORMERS, SUPPORTED_TRANSFORMERS
+
+    dependencies = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert f"transformers>={MINIMUM_TRANSFORMERS}" in dependencies
+    assert SUPPORTED_TRANSFORMERS.startswith(f">={MINIMUM_TRANSFORMERS.removesuffix('.0')},")
+
+
+def test_checkpoint_code_refuses_a_too_old_transformers():
+    """Under a release older than the supported range, the remote code stops with one line naming the range."""
+    import subprocess
+
+    # Load modeling_pruned.py as a checkpoint's remote code is loaded: a module of a package beside its config.
+    code = f"""
+import importlib.util, sys, types, transformers
+transformers.__version__ = "5.14.1"
+sys.modules["checkpoint"] = types.ModuleType("checkpoint")
+sys.modules["checkpoint"].__path__ = []
+sys.modules["checkpoint.configuration_pruned"] = importlib.import_module("hf_prune.architecture.configuration_pruned")
+spec = importlib.util.spec_from_file_location("checkpoint.modeling_pruned", {str(ARCHITECTURE / "modeling_pruned.py")!r})
+spec.loader.exec_module(importlib.util.module_from_spec(spec))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert "UnsupportedTransformersError: transformers 5.14.1 is too old" in last and "supports transformers >=5.15" in last

@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import hf_prune
-from hf_prune.calibration import CalibrationData
+from hf_prune.calibration import CalibrationData, load_calibration
 from hf_prune.scoring import PruningTarget, get_method_config
 from hf_prune.scoring.transact import head_salience
 from tests.conftest import make_tiny_model
@@ -149,3 +149,24 @@ def test_width_method_needs_an_amount(tiny_model, data):
         get_method_config("transact").build().prune(tiny_model, data, None, progress=False)
     with pytest.raises(hf_prune.InvalidPruningError, match="give --ratio, not --num-layers"):
         get_method_config("transact").build().prune(tiny_model, data, PruningTarget(num_layers=1), progress=False)
+
+
+@pytest.mark.parametrize("gqa", ["groups", "heads"])
+def test_adaptive_floor_holds_against_the_source_widths_after_every_shot(stories260k, gqa):
+    # The floor is a fraction of the source model's width in every layer; it used to compound shot by shot.
+    from tests.conftest import SHARED
+
+    data = load_calibration(
+        stories260k.tokenizer, SHARED / "data" / "tinystories_val_prefix.txt", num_samples=8, seq_len=128
+    )
+    source = stories260k.model.config
+    config = get_method_config("transact", shots=8, allocation="adaptive", min_keep=0.25, gqa=gqa)
+    result = config.build().prune(stories260k.model, data, PruningTarget(ratio=0.5), progress=False)
+    neuron_floor = -(-source.intermediate_size // 4)
+    head_unit = source.num_attention_heads // source.num_key_value_heads if gqa == "groups" else source.num_key_value_heads
+    head_floor = -(-(source.num_attention_heads // head_unit) // 4) * head_unit
+    layers = result.model.config.per_layer_config
+    assert min(layer.intermediate_size for layer in layers) >= neuron_floor
+    assert min(layer.num_attention_heads for layer in layers) >= head_floor
+    # ... and the budget is still met: half of the source's neurons overall.
+    assert sum(layer.intermediate_size for layer in layers) == round(0.5 * source.intermediate_size) * len(layers)

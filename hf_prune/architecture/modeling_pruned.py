@@ -7,9 +7,12 @@
 """A Llama-family decoder (Llama, Mistral, Qwen2, Qwen3) with a different width in every layer."""
 
 import copy
+import inspect
+import re
 from collections.abc import Callable
 
 import torch
+import transformers
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
@@ -22,6 +25,52 @@ from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_u
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from .configuration_pruned import PrunedConfig
+
+
+# The transformers releases this file was tested on. Older ones build `per_layer_config` too late for the config's
+# validation; newer ones run it as long as they pass the KV cache under a name this file knows (checked below).
+SUPPORTED_TRANSFORMERS = ">=5.15, tested up to 5.25"
+MINIMUM_TRANSFORMERS = "5.15.0"  # pyproject.toml's lower bound (tests/test_packaging.py checks)
+
+
+class UnsupportedTransformersError(RuntimeError):
+    """The installed transformers release cannot run this pruned model correctly (the message names the range)."""
+
+
+def _unsupported(reason: str) -> UnsupportedTransformersError:
+    return UnsupportedTransformersError(
+        f"transformers {transformers.__version__} {reason}; this pruned model's code supports transformers "
+        f"{SUPPORTED_TRANSFORMERS}: pip install 'transformers>={MINIMUM_TRANSFORMERS}'"
+    )
+
+
+def _release(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
+
+if _release(transformers.__version__) < _release(MINIMUM_TRANSFORMERS):
+    raise _unsupported("is too old")
+
+# The name under which transformers hands a model its KV cache and expects it back in the output: `past_key_values`
+# up to 5.24, `cache` from 5.25 (where the old name is deprecated). Read from the installed release's own output class
+# and mask functions, so that a checkpoint saved under one release runs under the other.
+CACHE_NAME = "cache" if "cache" in BaseModelOutputWithPast.__dataclass_fields__ else "past_key_values"
+if CACHE_NAME not in inspect.signature(create_causal_mask).parameters:
+    raise _unsupported(f"names the KV cache of its mask functions differently from its outputs ({CACHE_NAME!r})")
+
+
+def resolve_cache(cache: Cache | None, past_key_values: Cache | None, kwargs: dict) -> Cache | None:
+    """The KV cache passed under either name; refuses one passed under a name this file does not know.
+
+    A cache that arrives under an unknown name would otherwise be ignored and every decoding step would run without
+    the earlier tokens: wrong text, no error. That is what transformers 5.25's rename did to checkpoints saved before.
+    """
+    if cache is not None and past_key_values is not None:
+        raise ValueError("pass the KV cache as `cache` or as `past_key_values`, not both")
+    for name, value in kwargs.items():
+        if isinstance(value, Cache):
+            raise _unsupported(f"passes the KV cache as `{name}`, which this code does not know")
+    return cache if cache is not None else past_key_values
 
 
 class PrunedCheckpointError(ValueError):
@@ -192,7 +241,7 @@ class PrunedAttention(nn.Module):
         hidden_states: torch.Tensor,
         position_embeddings: tuple[torch.Tensor, torch.Tensor],
         attention_mask: torch.Tensor | None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         input_shape = hidden_states.shape[:-1]
@@ -210,8 +259,8 @@ class PrunedAttention(nn.Module):
             cos, sin = cos.index_select(-1, self.rotary_index), sin.index_select(-1, self.rotary_index)
         query_states, key_states = apply_rotary_pos_emb(query_states, key_states, cos, sin)
 
-        if past_key_values is not None:
-            key_states, value_states = past_key_values.update(key_states, value_states, self.layer_idx)
+        if cache is not None:
+            key_states, value_states = cache.update(key_states, value_states, self.layer_idx)
 
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
@@ -256,7 +305,7 @@ class PrunedDecoderLayer(GradientCheckpointingLayer):
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         use_cache: bool | None = False,
         position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
         **kwargs,
@@ -267,7 +316,7 @@ class PrunedDecoderLayer(GradientCheckpointingLayer):
                 hidden_states=self.input_layernorm(hidden_states),
                 attention_mask=attention_mask,
                 position_ids=position_ids,
-                past_key_values=past_key_values,
+                cache=cache,
                 use_cache=use_cache,
                 position_embeddings=position_embeddings,
                 **kwargs,
@@ -284,7 +333,7 @@ class PrunedPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     supports_gradient_checkpointing = True
     _no_split_modules = ["PrunedDecoderLayer"]
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = ["cache", "past_key_values"]
     _supports_flash_attn = True
     _supports_sdpa = True
     _supports_flex_attn = True
@@ -324,13 +373,18 @@ class PrunedModel(PrunedPreTrainedModel):
         self.gradient_checkpointing = False
         self.post_init()
 
-    def causal_mask_mapping(self, inputs_embeds, attention_mask, past_key_values, position_ids) -> dict:
+    @property
+    def first_attention_layer(self) -> int:
+        """Where the cache's length is read: attention-free layers store nothing."""
+        return next((i for i, kind in enumerate(self.config.layer_types) if kind != "mlp"), 0)
+
+    def causal_mask_mapping(self, inputs_embeds, attention_mask, cache, position_ids) -> dict:
         """The attention mask of each layer type present (layers without attention need none)."""
         mask_kwargs = {
             "config": self.config,
             "inputs_embeds": inputs_embeds,
             "attention_mask": attention_mask,
-            "past_key_values": past_key_values,
+            CACHE_NAME: cache,
             "position_ids": position_ids,
         }
         masks = {"mlp": None}
@@ -345,31 +399,37 @@ class PrunedModel(PrunedPreTrainedModel):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
+        past_key_values: Cache | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast:
+        r"""
+        cache (`Cache`, *optional*):
+            The KV cache; transformers before 5.25 passes it as `past_key_values`, which is accepted too.
+        """
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+        cache = resolve_cache(cache, past_key_values, kwargs)
         use_cache = use_cache if use_cache is not None else self.config.use_cache
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
-        if use_cache and past_key_values is None:
-            past_key_values = DynamicCache(config=self.config)
+        if use_cache and cache is None:
+            cache = DynamicCache(config=self.config)
         if position_ids is None:
-            past_seen_tokens = past_key_values.get_seq_length() if past_key_values is not None else 0
+            past_seen_tokens = cache.get_seq_length(self.first_attention_layer) if cache is not None else 0
             position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen_tokens
             position_ids = position_ids.unsqueeze(0)
 
         # `generate` may hand over masks it prepared already, keyed by layer type.
         causal_mask_mapping = attention_mask
         if not isinstance(causal_mask_mapping, dict):
-            causal_mask_mapping = self.causal_mask_mapping(inputs_embeds, attention_mask, past_key_values, position_ids)
+            causal_mask_mapping = self.causal_mask_mapping(inputs_embeds, attention_mask, cache, position_ids)
 
         hidden_states = inputs_embeds
         position_embeddings = self.rotary_emb(hidden_states, position_ids)
@@ -382,7 +442,7 @@ class PrunedModel(PrunedPreTrainedModel):
                 attention_mask=causal_mask_mapping.get(decoder_layer.layer_type),
                 position_embeddings=position_embeddings,
                 position_ids=position_ids,
-                past_key_values=past_key_values,
+                cache=cache,
                 use_cache=use_cache,
                 **kwargs,
             )
@@ -390,9 +450,7 @@ class PrunedModel(PrunedPreTrainedModel):
         if output_hidden_states:
             all_hidden_states += (hidden_states,)
         return BaseModelOutputWithPast(
-            last_hidden_state=hidden_states,
-            past_key_values=past_key_values if use_cache else None,
-            hidden_states=all_hidden_states,
+            last_hidden_state=hidden_states, hidden_states=all_hidden_states, **{CACHE_NAME: cache if use_cache else None}
         )
 
 
@@ -414,18 +472,19 @@ class PrunedForCausalLM(PrunedPreTrainedModel, GenerationMixin):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        past_key_values: Cache | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
         outputs: BaseModelOutputWithPast = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=resolve_cache(cache, past_key_values, kwargs),
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             **kwargs,
@@ -437,15 +496,33 @@ class PrunedForCausalLM(PrunedPreTrainedModel, GenerationMixin):
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
         return CausalLMOutputWithPast(
-            loss=loss,
-            logits=logits,
-            past_key_values=outputs.past_key_values,
-            hidden_states=outputs.hidden_states,
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, **{CACHE_NAME: getattr(outputs, CACHE_NAME)}
         )
+
+    def generate(self, *args, **kwargs):
+        # `generate` reads the cache's length from layer 0, and transformers 5.23+ gives an attention-free layer a cache
+        # layer that has no length: refuse in one line rather than fail deep inside transformers.
+        if (
+            self.config.layer_types[0] == "mlp"
+            and kwargs.get("use_cache", self.generation_config.use_cache) is not False
+            and not hasattr(DynamicCache(config=self.config).layers[0], "get_seq_length")
+        ):
+            raise _unsupported(
+                "cannot generate with a KV cache when layer 0 has no attention (it reads the cache length from "
+                "layer 0); pass use_cache=False"
+            )
+        return super().generate(*args, **kwargs)
 
 
 PrunedConfig.register_for_auto_class()
 PrunedModel.register_for_auto_class("AutoModel")
 PrunedForCausalLM.register_for_auto_class("AutoModelForCausalLM")
 
-__all__ = ["PrunedCheckpointError", "PrunedForCausalLM", "PrunedModel", "PrunedPreTrainedModel"]
+__all__ = [
+    "CACHE_NAME",
+    "PrunedCheckpointError",
+    "PrunedForCausalLM",
+    "PrunedModel",
+    "PrunedPreTrainedModel",
+    "UnsupportedTransformersError",
+]

@@ -11,6 +11,7 @@ import psutil
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
+from ..architecture.modeling_pruned import CACHE_NAME
 from ..calibration.engine import input_device
 from .size import count_parameters, kv_cache_bytes_per_token
 
@@ -63,6 +64,11 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def cache_length(cache: DynamicCache) -> int:
+    """Tokens a cache has seen, read from its layers that hold keys (an attention-free layer's holds none)."""
+    return max((layer.get_seq_length() for layer in cache.layers if hasattr(layer, "get_seq_length")), default=0)
+
+
 def measured_kv_bytes_per_token(cache: DynamicCache, tokens: int) -> int:
     """Bytes of keys and values actually held in a cache, per cached token."""
     total = 0
@@ -104,12 +110,12 @@ def measure_speed(
 
     def prefill():
         cache = DynamicCache(config=model.config)
-        logits = model(input_ids=prompt_ids, past_key_values=cache, use_cache=True).logits
+        logits = model(input_ids=prompt_ids, **{CACHE_NAME: cache}, use_cache=True).logits
         return cache, logits[:, -1:].argmax(-1)
 
     def decode(cache, token):
         for _ in range(new_tokens):
-            token = model(input_ids=token, past_key_values=cache, use_cache=True).logits[:, -1:].argmax(-1)
+            token = model(input_ids=token, **{CACHE_NAME: cache}, use_cache=True).logits[:, -1:].argmax(-1)
         return cache
 
     prefill_times, decode_times = [], []

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
+from ..architecture.modeling_pruned import CACHE_NAME
 from ..checkpoint.record import RECORD_NAME
 from ..checkpoint.save import atomic_directory, check_output_dir
 from ..errors import FormatError, MissingDependencyError
@@ -108,7 +109,7 @@ class OnnxGenerator:
 
     def _run(self, stage: str, input_ids: torch.Tensor, start: int, cache: DynamicCache):
         positions = torch.arange(start, start + input_ids.shape[1]).expand(input_ids.shape[0], -1)
-        return self.exported.runners[stage](input_ids=input_ids, position_ids=positions, past_key_values=cache)
+        return self.exported.runners[stage](input_ids=input_ids, position_ids=positions, **{CACHE_NAME: cache})
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Logits for `input_ids` (no padding), from the prefill graph."""
@@ -138,7 +139,7 @@ class OnnxGenerator:
             sequence = torch.cat([sequence, next_token], dim=1)
             if finished.all():
                 break
-            outputs = self._run("decode", next_token, sequence.shape[1] - 1, outputs.past_key_values)
+            outputs = self._run("decode", next_token, sequence.shape[1] - 1, getattr(outputs, CACHE_NAME))
         return sequence
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import time
@@ -10,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import httpx2
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, constants
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import get_session, get_token, hf_raise_for_status, validate_repo_id
@@ -31,6 +31,20 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _PICKLES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Dropped connections and timeouts of the HTTP client huggingface_hub uses (httpx in 1.x, httpx2 in 2.x)."""
+    errors: list[type[BaseException]] = [ConnectionError]
+    for client in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(client).TransportError)
+        except ImportError:
+            continue
+    return tuple(errors)
+
+
+_TRANSPORT_ERRORS = _transport_errors()
 
 
 @dataclass
@@ -111,7 +125,7 @@ def with_retries(call: Callable[[], T], *, what: str, endpoint: str, attempts: i
                         f"{endpoint} kept failing ({status}) to {what}, {attempts} attempts; try again later"
                     ) from None
                 raise
-        except (httpx2.TransportError, ConnectionError) as error:
+        except _TRANSPORT_ERRORS as error:
             if attempt == attempts:
                 raise HubUnreachableError(
                     f"cannot reach {endpoint} to {what} after {attempts} attempts ({type(error).__name__})"

@@ -126,6 +126,10 @@ class Widths:
     neurons: dict[int, int] = field(default_factory=dict)
     head_budget: int | None = None
     neuron_budget: int | None = None
+    # The source model's widths, against which adaptive allocation's `min_keep` floor is taken at every shot (taken
+    # against the current widths, the floor would compound shot by shot).
+    source_heads: dict[int, int] = field(default_factory=dict)
+    source_neurons: dict[int, int] = field(default_factory=dict)
 
     def budget(self, kind: str) -> int:
         explicit = self.head_budget if kind == "heads" else self.neuron_budget
@@ -171,7 +175,9 @@ class WidthMethod(PruningMethod):
                 heads = _kept_heads(layer, config, attention_ratio)
                 if heads is not None:
                     widths.heads[index] = heads
+                    widths.source_heads[index] = layer.num_attention_heads
             if "mlp" not in skip:
+                widths.source_neurons[index] = layer.intermediate_size
                 if config.mlp_width is not None:
                     widths.neurons[index] = min(config.mlp_width, layer.intermediate_size)
                 elif mlp_ratio is not None:
@@ -193,6 +199,7 @@ class WidthMethod(PruningMethod):
                 {index: scores.neuron_scores[index] for index in widths.neurons},
                 widths.budget("neurons"),
                 self.config.min_keep,
+                widths.source_neurons,
             )
         else:
             head_keep, neuron_keep = widths.heads, widths.neurons
@@ -254,7 +261,7 @@ def _step_widths(model: PreTrainedModel, final: Widths, shots_left: int, config:
     """This shot's widths. Attention moves in GQA units (whole groups, or one head per group) so every step is
     valid; adaptive allocation moves the totals, which the layers then share by score."""
     layers = list(model.config.per_layer_config)
-    step = Widths()
+    step = Widths(source_heads=final.source_heads, source_neurons=final.source_neurons)
     for index, target in final.heads.items():
         unit = _head_unit(layers[index], config.gqa)
         step.heads[index] = _step(layers[index].num_attention_heads // unit, target // unit, shots_left) * unit
@@ -303,18 +310,22 @@ def _keep_heads(layer, head_scores: list[float], count: int, gqa: str) -> list[i
     return kept
 
 
-def _adaptive_keep(unit_scores: dict[int, list[float]], budget: int, min_keep: float) -> dict[int, int]:
+def _adaptive_keep(
+    unit_scores: dict[int, list[float]], budget: int, min_keep: float, source_units: dict[int, int] | None = None
+) -> dict[int, int]:
     """Units to keep per layer when all layers' units compete for `budget`.
 
     Scores are divided by their layer's mean, so a unit competes by how it compares with its own layer (raw
-    activation scales differ from layer to layer). Every layer keeps at least `min_keep` of its units, and one.
+    activation scales differ from layer to layer). Every layer keeps at least `min_keep` of its units in the source
+    model (`source_units`; its current units when not given), and one.
     """
     candidates, keep = [], {}
+    source_units = source_units or {}
     for index, scores in unit_scores.items():
         values = torch.tensor(scores, dtype=torch.float64)
         normalised = values / values.mean().clamp_min(1e-30)
         keep[index] = len(scores)
-        floor = max(1, math.ceil(min_keep * len(scores)))
+        floor = min(len(scores), max(1, math.ceil(min_keep * source_units.get(index, len(scores)))))
         order = normalised.argsort().tolist()
         candidates += [(normalised[unit].item(), index) for unit in order[: len(scores) - floor]]
     excess = sum(keep.values()) - budget
@@ -340,5 +351,6 @@ def _adaptive_head_keep(layers, scores: Scores, widths: Widths, config: WidthCon
             ranked = [sorted(group, reverse=True) for group in groups]
             unit_scores[index] = [sum(r[k] for r in ranked) for k in range(size)]
         unit_size = _head_unit(layer, config.gqa)
-    kept = _adaptive_keep(unit_scores, widths.budget("heads") // unit_size, config.min_keep)
+    source_units = {index: heads // unit_size for index, heads in widths.source_heads.items()}
+    kept = _adaptive_keep(unit_scores, widths.budget("heads") // unit_size, config.min_keep, source_units)
     return {index: units * unit_size for index, units in kept.items()}
