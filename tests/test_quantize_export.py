@@ -136,11 +136,24 @@ def test_missing_extras_are_one_line_errors(tiny_checkpoint, tmp_path):
 # ------------------------------------------------------------------------------------------------------------ ONNX
 
 
+def test_export_under_a_transformers_without_the_exporter_is_a_one_line_error(tiny_checkpoint, tmp_path):
+    from hf_prune.export.onnx import exporter_available
+
+    if exporter_available():
+        pytest.skip("this transformers has the exporter (the oldest-transformers run checks the refusal)")
+    result = cli("export", tiny_checkpoint, "--output", tmp_path / "onnx")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "ONNX export needs transformers>=5.23" in result.stderr and not (tmp_path / "onnx").exists()
+
+
 @pytest.fixture(scope="module")
 def onnx_modules():
     pytest.importorskip("onnxruntime", reason="needs hf-prune[onnx]")
     pytest.importorskip("onnxscript", reason="needs hf-prune[onnx]")
-    pytest.importorskip("transformers.exporters", reason="ONNX export needs transformers>=5.23 (its exporters)")
+    from hf_prune.export.onnx import exporter_available
+
+    if not exporter_available():
+        pytest.skip("ONNX export needs transformers>=5.23 (its exporters)")
     from hf_prune.export import export_onnx, load_onnx
 
     return export_onnx, load_onnx

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import re
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import transformers
 from transformers import DynamicCache, PreTrainedModel
 
 from ..architecture.modeling_pruned import CACHE_NAME
@@ -25,6 +27,8 @@ from ..checkpoint.save import atomic_directory, check_output_dir
 from ..errors import FormatError, MissingDependencyError
 
 INSTALL_HINT = "pip install 'hf-prune[onnx]'"
+# transformers' exporters exist earlier, but export_for_generation returns what this module reads from 5.23 on.
+MINIMUM_TRANSFORMERS = (5, 23)
 REQUIRED = ("onnx", "onnxruntime", "onnxscript")
 SAMPLE_PROMPT_LENGTH = 8  # tokens of the sample prompt traced through generate (any ids: only shapes matter)
 
@@ -34,8 +38,17 @@ def require_onnx() -> None:
     missing = [name for name in REQUIRED if importlib.util.find_spec(name) is None]
     if missing:
         raise MissingDependencyError(f"ONNX export needs {', '.join(missing)}: {INSTALL_HINT}")
-    if importlib.util.find_spec("transformers.exporters") is None:
-        raise MissingDependencyError("ONNX export needs transformers' own exporters: pip install 'transformers>=5.23'")
+    if not exporter_available():
+        raise MissingDependencyError(
+            f"ONNX export needs transformers>=5.23 for its exporters (installed: {transformers.__version__}): "
+            "pip install 'transformers>=5.23'"
+        )
+
+
+def exporter_available() -> bool:
+    """Whether the installed transformers has the exporter this module drives (5.23 and newer)."""
+    release = tuple(int(part) for part in re.findall(r"\d+", transformers.__version__)[:2])
+    return release >= MINIMUM_TRANSFORMERS and importlib.util.find_spec("transformers.exporters") is not None
 
 
 def export_onnx(
