@@ -27,6 +27,7 @@ from .checkpoint import LoadedModel, PruningRecord, load_model, save_pruned
 from .errors import (
     CheckpointError,
     FormatError,
+    HealingError,
     HfPruneError,
     HubError,
     InvalidPruningError,
@@ -35,6 +36,7 @@ from .errors import (
     OutputExistsError,
     UnsupportedArchitectureError,
 )
+from .healing import HealingConfig, heal
 from .hub import push_to_hub
 from .quantization import quantize_weights
 from .surgery import (
@@ -53,6 +55,8 @@ register_auto_classes()
 __all__ = [
     "CheckpointError",
     "FormatError",
+    "HealingConfig",
+    "HealingError",
     "HfPruneError",
     "HubError",
     "InvalidPruningError",
@@ -70,6 +74,7 @@ __all__ = [
     "PruningTrace",
     "UnsupportedArchitectureError",
     "apply_plan",
+    "heal",
     "load_model",
     "push_to_hub",
     "quantize_weights",

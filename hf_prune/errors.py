@@ -106,3 +106,8 @@ __all__ = [
     "PrunedConfigError",
     "UnsupportedArchitectureError",
 ]
+
+
+class HealingError(HfPruneError, ValueError):
+    """Healing cannot start or cannot go on: a teacher with another vocabulary, data too short for one batch, a loss
+    that became NaN or infinite, nothing to resume."""

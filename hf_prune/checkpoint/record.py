@@ -45,6 +45,9 @@ class PruningRecord:
         quantization: how the weights were quantized after pruning (`backend`, `weights` "int8"/"int4",
             `excluded` modules), or `None`.
         command: the command line that produced the checkpoint.
+        healing: how the pruned model was healed by distillation (`hf-prune heal`): teacher, data and the SHA-256 of
+            its token windows, tokens, steps, optimiser, LoRA rank, loss curve, held-out perplexity before and after,
+            wall time; `None` if it was not.
 
     Example:
 
@@ -77,6 +80,7 @@ class PruningRecord:
     license: str | None = None
     command: str | None = None
     quantization: dict[str, Any] | None = None
+    healing: dict[str, Any] | None = None
     hf_prune_version: str = ""
     created: str = ""
 

@@ -1,4 +1,4 @@
-"""The `hf-prune` command line: `prune`, `score`, `eval`, `push`, `demo`, `export` (see `hf-prune COMMAND --help`).
+"""The `hf-prune` command line: `prune`, `heal`, `score`, `eval`, `push`, `demo`, `export` (see `hf-prune COMMAND --help`).
 
 Exit status is 0 on success and 2 on bad input, which is reported as one line on stderr
 (`hf-prune: error: ...`); anything unexpected exits 1 with the same one line unless `HF_PRUNE_DEBUG=1` asks for the
@@ -16,7 +16,7 @@ from huggingface_hub.errors import StrictDataclassError
 from .. import __version__
 from ..calibration.distributed import finish_processes
 from ..errors import HfPruneError, PrunedCheckpointError, PrunedConfigError
-from . import demo, evaluate, export, prune, push, score
+from . import demo, evaluate, export, heal, prune, push, score
 
 BAD_INPUT = 2
 FAILURE = 1
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"hf-prune {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
-    for module in (prune, score, evaluate, push, demo, export):
+    for module in (prune, heal, score, evaluate, push, demo, export):
         module.register(commands)
     return parser
 

@@ -15,6 +15,7 @@ from ..evaluation import compare_models
 from ..evaluation.report import human_bytes, human_count, render_report
 from ..hub.profile import PROFILE_NAME
 from ..quantization import WEIGHT_TYPES, quantize_weights, require_quanto
+from .heal import add_healing_options, healing_config
 from .options import (
     add_calibration_options,
     add_method_options,
@@ -61,9 +62,14 @@ def register(commands) -> None:
     evaluation.add_argument("--eval-seq-len", type=int, default=1024, metavar="T", help="window length (default: 1024)")
     evaluation.add_argument("--eval-max-windows", type=int, default=16, metavar="K", help="windows per text (default: 16)")
     evaluation.add_argument("--speed", action="store_true", help="also measure prefill/decode speed and peak memory")
+    add_healing_options(parser, prefix="heal-")
     parser.add_argument("--json", action="store_true", help="print the pruning record as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)
+
+
+def wants_healing(args: argparse.Namespace) -> bool:
+    return args.heal_tokens is not None or args.heal_steps is not None
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
@@ -80,6 +86,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         raise InvalidPruningError("--quantize needs the pruned model in memory; it cannot be combined with --stream")
     if args.quantize:
         require_quanto()  # before any work is done
+    if wants_healing(args) and args.stream:
+        raise InvalidPruningError("healing needs the pruned model in memory; it cannot be combined with --stream")
+    heal_config = healing_config(args) if wants_healing(args) else None  # bad healing options fail before any work
     progress = not args.quiet
     timings: dict[str, float] = {}
 
@@ -108,6 +117,30 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         )
         timings["evaluate dense and pruned"] = time.perf_counter() - started
 
+    healing = None
+    if heal_config is not None:
+        from ..calibration.data import load_text
+        from ..evaluation import perplexity
+        from ..healing.run import training_windows
+        from ..healing.trainer import heal_model
+
+        started = time.perf_counter()
+        windows, data_source = training_windows(loaded.tokenizer, heal_config)
+        healed = heal_model(
+            result.model, loaded.model, windows, heal_config, tokenizer=loaded.tokenizer,
+            eval_text=load_text(heal_config.eval_text, "evaluation"), progress=progress,
+        )
+        result.model, healing = healed.model, (healed, data_source)
+        timings["heal"] = time.perf_counter() - started
+        if evaluation:  # dense and pruned were measured above; the healed model on the same windows
+            started = time.perf_counter()
+            for entry in evaluation["perplexity"]:
+                entry["healed"] = perplexity(
+                    result.model, loaded.tokenizer, load_text(entry["text"], "evaluation"), seq_len=args.eval_seq_len,
+                    max_windows=args.eval_max_windows, progress=progress,
+                )["perplexity"]
+            timings["evaluate healed"] = time.perf_counter() - started
+
     if not is_main_process():
         return 0  # every process scored and pruned the same way; one writes
     record = PruningRecord.from_model(
@@ -121,13 +154,23 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         license=loaded.license,
         command=shlex.join(["hf-prune", *argv]),
     )
+    extra_files = {"report.md": lambda final: render_report(final.to_dict(), timings)}
+    if healing is not None:
+        from ..healing.run import CURVE_NAME, curve_png, healing_report, with_healing
+
+        healed, data_source = healing
+        record = with_healing(record, healed, loaded.source, data_source, heal_config)
+        extra_files = {
+            "report.md": lambda final: render_report(final.to_dict(), timings) + "\n" + healing_report(final.healing),
+            CURVE_NAME: lambda final: curve_png(final.healing),
+        }
     save_pruned(
         result.model,
         args.output,
         format=args.format,
         tokenizer=loaded.tokenizer,
         record=record,
-        extra_files={"report.md": lambda final: render_report(final.to_dict(), timings)},
+        extra_files=extra_files,
         overwrite=args.overwrite,
         quantize=args.quantize,
     )
@@ -149,7 +192,13 @@ def summary(record: PruningRecord, output: str) -> str:
     if record.removed_layers:
         lines.append(f"removed layers: {', '.join(map(str, record.removed_layers))}")
     for entry in record.evaluation.get("perplexity", []):
-        lines.append(f"perplexity on {entry['text']}: {entry['dense']:.3f} (dense) -> {entry['pruned']:.3f} (pruned)")
+        healed = f" -> {entry['healed']:.3f} (healed)" if "healed" in entry else ""
+        lines.append(f"perplexity on {entry['text']}: {entry['dense']:.3f} (dense) -> {entry['pruned']:.3f} (pruned){healed}")
+    if record.healing:
+        lines.append(
+            f"healed on {record.healing['tokens']:,} tokens in {record.healing['steps']} steps "
+            f"({record.healing['wall_seconds'] / 60:.1f} min, {record.healing['tokens_per_second']:,.0f} tokens/s)"
+        )
     speed = record.evaluation.get("speed")
     if speed:
         lines.append(

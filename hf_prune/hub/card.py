@@ -49,7 +49,7 @@ def card_data(record: PruningRecord, model_name: str) -> ModelCardData:
         library_name="transformers",
         pipeline_tag="text-generation",
         license=record.license,
-        tags=["pruned", "hf-prune", record.method, f"{record.format}-format"]
+        tags=["pruned", "hf-prune", record.method, f"{record.format}-format"] + (["healed", "distillation"] if record.healing else [])
         + (["quantized", record.quantization["weights"]] if record.quantization else []),
         eval_results=eval_results or None,
     )
@@ -113,5 +113,27 @@ def render_model_card(
         command=record.command or "# pruned with the hf_prune Python API",
         has_profile=has_profile,
         quantization=record.quantization,
+        healing=_healing_summary(record.healing),
     )
     return str(card)
+
+
+def _healing_summary(healing: dict | None) -> dict | None:
+    if not healing:
+        return None
+    config = healing.get("config", {})
+    before, after = healing.get("held_out_perplexity_before"), healing.get("held_out_perplexity_after")
+    return {
+        "teacher": healing.get("teacher"),
+        "tokens_h": human_count(healing["tokens"]),
+        "steps": healing["steps"],
+        "kind": f"LoRA rank {healing['lora_rank']} (merged)" if healing.get("lora_rank") else "all parameters",
+        "loss": config.get("loss", "kd"),
+        "temperature": config.get("temperature", 1.0),
+        "data": healing.get("data", {}).get("source"),
+        "lr": healing.get("learning_rate"),
+        "before": f"{before:.2f}" if before is not None else None,
+        "after": f"{after:.2f}" if after is not None else None,
+        "minutes": f"{healing.get('wall_seconds', 0) / 60:.1f}",
+        "has_curve": bool(healing.get("held_out")),
+    }

@@ -1,0 +1,315 @@
+"""The healing loop: distil a pruned student from its teacher with Accelerate, on one process or many.
+
+The loop is Accelerate's: `Accelerator.prepare` places the student, shards the windows across data-parallel processes
+(gloo on CPUs, NCCL on GPUs) and wraps the student for gradient all-reduce; `accumulate`, `backward`,
+`clip_grad_norm_`, `save_state` / `load_state` and `skip_first_batches` do the rest. The same code runs under
+`python`, `torchrun` and `accelerate launch`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_scheduler
+
+from ..calibration.data import tokens_sha256
+from ..errors import HealingError, MissingDependencyError
+from .config import HealingConfig
+
+STATE_FILE = "healing_state.json"
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
+class HealingResult:
+    """A healed model and what was done to it (`facts` goes into pruning.json as `healing`)."""
+
+    model: PreTrainedModel
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def token_losses(
+    hidden: torch.Tensor,
+    head: nn.Module,
+    labels: torch.Tensor,
+    teacher_hidden: torch.Tensor | None,
+    teacher_head: nn.Module | None,
+    loss: str,
+    temperature: float,
+) -> torch.Tensor:
+    """Summed loss of a chunk of positions: KL(teacher || student) at `temperature` (times its square), the
+    next-token cross-entropy, or their mean (`kd+ce`). Logits are float32 whatever the weights are."""
+    logits = head(hidden).float()
+    terms = []
+    if loss in ("kd", "kd+ce"):
+        with torch.no_grad():
+            teacher_log_probs = torch.log_softmax(teacher_head(teacher_hidden).float() / temperature, dim=-1)
+        student_log_probs = torch.log_softmax(logits / temperature, dim=-1)
+        kl = nn.functional.kl_div(student_log_probs, teacher_log_probs, log_target=True, reduction="sum")
+        terms.append(kl * temperature**2)
+    if loss in ("ce", "kd+ce"):
+        terms.append(nn.functional.cross_entropy(logits, labels, reduction="sum"))
+    return sum(terms) / len(terms)
+
+
+class DistillationStudent(nn.Module):
+    """The student as one module whose forward returns the loss, so data parallelism wraps all of it.
+
+    The decoder runs once; the vocabulary projection and the loss run `chunk` positions at a time under activation
+    checkpointing, so the logits of only one chunk are ever held (they are recomputed in the backward pass).
+    """
+
+    def __init__(self, model: PreTrainedModel, config: HealingConfig):
+        super().__init__()
+        self.model = model
+        self.config = config
+
+    def forward(self, input_ids: torch.Tensor, teacher_hidden: torch.Tensor | None, teacher_head: nn.Module | None):
+        hidden = self.model.get_decoder()(input_ids=input_ids, use_cache=False).last_hidden_state
+        head = self.model.get_output_embeddings()
+        # Position t predicts token t + 1: the last position has no label.
+        hidden, labels = hidden[:, :-1].flatten(0, 1), input_ids[:, 1:].flatten()
+        if teacher_hidden is not None:
+            teacher_hidden = teacher_hidden[:, :-1].flatten(0, 1)
+        total = hidden.new_zeros((), dtype=torch.float32)
+        for start in range(0, labels.numel(), self.config.logits_chunk):
+            chunk = slice(start, start + self.config.logits_chunk)
+            total = total + checkpoint(
+                token_losses,
+                hidden[chunk],
+                head,
+                labels[chunk],
+                teacher_hidden[chunk] if teacher_hidden is not None else None,
+                teacher_head,
+                self.config.loss,
+                self.config.temperature,
+                use_reentrant=False,
+            )
+        return total / labels.numel()
+
+
+def check_teacher(
+    student: PreTrainedModel,
+    teacher: PreTrainedModel,
+    student_tokenizer: PreTrainedTokenizerBase | None = None,
+    teacher_tokenizer: PreTrainedTokenizerBase | None = None,
+) -> None:
+    """Refuse, in one line, a teacher whose tokens mean something else than the student's."""
+    sizes = student.get_output_embeddings().out_features, teacher.get_output_embeddings().out_features
+    if sizes[0] != sizes[1]:
+        raise HealingError(f"the teacher's vocabulary has {sizes[1]:,} entries and the student's {sizes[0]:,}: "
+                           "distillation needs the same tokenizer")
+    if student_tokenizer is not None and teacher_tokenizer is not None:
+        if student_tokenizer.get_vocab() != teacher_tokenizer.get_vocab():
+            raise HealingError("the teacher's tokenizer differs from the student's: distillation needs the same tokenizer")
+
+
+def _shares_storage(a: nn.Module, b: nn.Module) -> bool:
+    pointers = {p.data_ptr() for p in b.parameters()}
+    return any(p.data_ptr() in pointers for p in a.parameters())
+
+
+def _add_lora(model: PreTrainedModel, config: HealingConfig):
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise MissingDependencyError("LoRA healing needs PEFT: pip install 'hf-prune[heal]'") from None
+    present = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, nn.Linear)}
+    lora = LoraConfig(
+        r=config.lora,
+        lora_alpha=config.lora_alpha if config.lora_alpha is not None else 2 * config.lora,
+        lora_dropout=0.0,
+        target_modules=[name for name in LORA_TARGETS if name in present],
+        bias="none",
+    )
+    return get_peft_model(model, lora)
+
+
+def _held_out(model, tokenizer, text, config: HealingConfig) -> float | None:
+    if text is None:
+        return None
+    from ..evaluation.perplexity import perplexity
+
+    was_training = model.training
+    model.eval()
+    value = perplexity(model, tokenizer, text, seq_len=config.seq_len, max_windows=config.eval_windows, progress=False)
+    model.train(was_training)
+    return value["perplexity"]
+
+
+def heal_model(
+    student: PreTrainedModel,
+    teacher: PreTrainedModel | None,
+    windows: torch.Tensor,
+    config: HealingConfig,
+    *,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    eval_text=None,
+    state_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    accelerator: Accelerator | None = None,
+) -> HealingResult:
+    """Distil `student` from `teacher` on the token `windows` (a `(N, seq_len)` tensor); returns the healed model.
+
+    `teacher` may be `None` only for `loss="ce"`. With `state_dir`, resumable checkpoints are written there every
+    `config.save_every` steps, and `resume=True` continues from the last one exactly. `eval_text` (with `tokenizer`)
+    is the held-out text whose perplexity is measured before, during and after. The student is trained in place
+    unless it shares weights with the teacher (surgery keeps untouched layers), in which case a copy is trained.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> from hf_prune.healing import HealingConfig, heal_model
+    >>> config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    ...                      num_attention_heads=4, num_key_value_heads=2)
+    >>> teacher = LlamaForCausalLM(config).eval()
+    >>> student = hf_prune_student = LlamaForCausalLM(config)
+    >>> windows = torch.randint(0, 64, (8, 16), generator=torch.Generator().manual_seed(0))
+    >>> result = heal_model(student, teacher, windows, HealingConfig(steps=2, seq_len=16, batch_size=2), progress=False)
+    >>> result.facts["steps"], len(result.facts["loss_curve"])
+    (2, 2)
+    ```
+    """
+    if config.loss != "ce" and teacher is None:
+        raise HealingError(f"loss {config.loss} distils from a teacher; give one (or use loss='ce')")
+    if teacher is not None:
+        check_teacher(student, teacher)
+        if _shares_storage(student, teacher):
+            import copy
+
+            student = copy.deepcopy(student)
+    accelerator = accelerator or Accelerator(gradient_accumulation_steps=config.grad_accum, step_scheduler_with_optimizer=False)
+    processes = accelerator.num_processes
+    steps = config.steps_for(processes)
+    micro_batches = steps * config.grad_accum * processes
+    if windows.shape[1] != config.seq_len:
+        raise HealingError(f"training windows have {windows.shape[1]} tokens, the config says seq_len={config.seq_len}")
+    if windows.shape[0] < config.batch_size * processes:
+        raise HealingError(
+            f"the training text gives {windows.shape[0]} windows of {config.seq_len} tokens, fewer than one batch "
+            f"({config.batch_size} x {processes} process{'es' if processes > 1 else ''}); use more text or shorter windows"
+        )
+    # The window order of the whole run, epoch after epoch, each epoch shuffled with the seed: what a step sees depends
+    # on the step alone, which makes resuming exact.
+    generator = torch.Generator().manual_seed(config.seed)
+    needed = micro_batches * config.batch_size
+    order = torch.cat([torch.randperm(windows.shape[0], generator=generator) for _ in range(-(-needed // windows.shape[0]))])
+    dataset = windows[order[:needed]]
+    loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=False)
+
+    torch.manual_seed(config.seed)
+    trained = _add_lora(student, config) if config.lora else student
+    base = trained.get_base_model() if config.lora else trained
+    base.config.use_cache = False
+    wrapper = DistillationStudent(base, config)
+    parameters = [p for p in wrapper.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+    warmup = math.floor(config.warmup * steps)
+    name = {"constant": "constant_with_warmup"}.get(config.schedule, config.schedule)
+    scheduler = get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=steps)
+    wrapper, optimizer, loader, scheduler = accelerator.prepare(wrapper, optimizer, loader, scheduler)
+    if teacher is not None:
+        teacher = teacher.to(accelerator.device).eval()
+        teacher_decoder, teacher_head = teacher.get_decoder(), teacher.get_output_embeddings()
+    else:
+        teacher_decoder = teacher_head = None
+
+    start_step, curve, held_out = 0, [], []
+    state_dir = Path(state_dir) if state_dir is not None else None
+    if resume:
+        if state_dir is None or not (state_dir / STATE_FILE).is_file():
+            raise HealingError(f"nothing to resume: no healing checkpoint in {state_dir}")
+        accelerator.load_state(str(state_dir))
+        saved = json.loads((state_dir / STATE_FILE).read_text())
+        if saved["config"] != config.to_dict() or saved["processes"] != processes:
+            raise HealingError(f"the healing checkpoint in {state_dir} was made with other settings; start again without --resume")
+        start_step, curve, held_out = saved["step"], saved["loss_curve"], saved["held_out"]
+        loader = accelerator.skip_first_batches(loader, start_step * config.grad_accum)
+    eval_every = config.eval_every or max(1, steps // 4)
+    save_every = config.save_every or max(1, steps // 10)
+    tokens_per_step = config.seq_len * config.batch_size * config.grad_accum * processes
+    if not held_out and accelerator.is_main_process and eval_text is not None:
+        held_out.append({"tokens": 0, "perplexity": _held_out(accelerator.unwrap_model(wrapper).model, tokenizer, eval_text, config)})
+
+    wrapper.train()
+    bar = tqdm(total=steps, initial=start_step, desc="heal", unit="step", disable=not (progress and accelerator.is_main_process))
+    started, step, running = time.perf_counter(), start_step, []
+    for batch in loader:
+        with accelerator.accumulate(wrapper):
+            teacher_hidden = None
+            if teacher_decoder is not None:
+                with torch.no_grad():
+                    teacher_hidden = teacher_decoder(input_ids=batch, use_cache=False).last_hidden_state
+            loss = wrapper(batch, teacher_hidden, teacher_head)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and config.max_grad_norm:
+                accelerator.clip_grad_norm_(parameters, config.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad()
+        running.append(loss.detach())
+        if not accelerator.sync_gradients:
+            continue
+        scheduler.step()
+        step += 1
+        step_loss = accelerator.reduce(torch.stack(running).mean(), reduction="mean").item()
+        running = []
+        if not math.isfinite(step_loss):
+            raise HealingError(f"the healing loss became {step_loss} at step {step}; lower --lr or check the data")
+        curve.append({"step": step, "tokens": step * tokens_per_step, "loss": step_loss})
+        elapsed = time.perf_counter() - started
+        bar.set_postfix(loss=f"{step_loss:.4f}", tok_s=f"{(step - start_step) * tokens_per_step / elapsed:,.0f}")
+        bar.update()
+        if eval_text is not None and (step % eval_every == 0 or step == steps) and accelerator.is_main_process:
+            held_out.append({"tokens": step * tokens_per_step,
+                             "perplexity": _held_out(accelerator.unwrap_model(wrapper).model, tokenizer, eval_text, config)})
+        if state_dir is not None and step % save_every == 0 and step < steps:
+            accelerator.save_state(str(state_dir))
+            if accelerator.is_main_process:
+                (state_dir / STATE_FILE).write_text(json.dumps(
+                    {"step": step, "processes": processes, "config": config.to_dict(), "loss_curve": curve,
+                     "held_out": held_out}))
+            accelerator.wait_for_everyone()
+        if step == steps:
+            break
+    bar.close()
+    seconds = time.perf_counter() - started
+    accelerator.wait_for_everyone()
+
+    healed = accelerator.unwrap_model(wrapper).model
+    if config.lora:
+        healed = trained.merge_and_unload()
+    healed.config.use_cache = True
+    healed.eval()
+    facts = {
+        "config": config.to_dict(),
+        "steps": steps,
+        "tokens": steps * tokens_per_step,
+        "processes": processes,
+        "learning_rate": config.learning_rate,
+        "optimizer": {"name": "AdamW", "lr": config.learning_rate, "weight_decay": config.weight_decay,
+                      "betas": [0.9, 0.999], "schedule": config.schedule, "warmup_steps": warmup,
+                      "max_grad_norm": config.max_grad_norm},
+        "lora_rank": config.lora,
+        "training_windows_sha256": tokens_sha256(windows),
+        "loss_curve": curve,
+        "held_out": held_out,
+        "held_out_perplexity_before": held_out[0]["perplexity"] if held_out else None,
+        "held_out_perplexity_after": held_out[-1]["perplexity"] if held_out else None,
+        "wall_seconds": seconds,
+        "tokens_per_second": (steps - start_step) * tokens_per_step / seconds if seconds else None,
+        "resumed_from_step": start_step or None,
+    }
+    return HealingResult(healed, facts)
