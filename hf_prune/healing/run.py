@@ -14,7 +14,7 @@ from ..checkpoint.record import RECORD_NAME
 from ..checkpoint.save import check_output_dir
 from ..errors import HealingError
 from .config import HealingConfig
-from .trainer import HealingResult, check_teacher, heal_model
+from .trainer import STATE_FILE, HealingResult, check_teacher, heal_model
 
 CURVE_NAME = "healing_curve.png"
 
@@ -91,6 +91,9 @@ def heal(
     """
     config = config or HealingConfig(**options)
     check_output_dir(output_dir, overwrite)
+    state_dir = state_dir_for(output_dir)
+    if resume and not (state_dir / STATE_FILE).is_file():
+        raise HealingError(f"nothing to resume: no healing checkpoint in {state_dir}")
     loaded = load_model(checkpoint)
     if (Path(checkpoint) / RECORD_NAME).is_file():
         record = PruningRecord.load(checkpoint)
@@ -101,7 +104,6 @@ def heal(
     teacher_loaded = load_model(teacher if teacher is not None else teacher_name(record.source_model))
     check_teacher(loaded.model, teacher_loaded.model, loaded.tokenizer, teacher_loaded.tokenizer)
     windows, data_source = training_windows(loaded.tokenizer, config)
-    state_dir = state_dir_for(output_dir)
     if not resume and state_dir.exists():
         shutil.rmtree(state_dir)
     result = heal_model(

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_scheduler
 
 from ..calibration.data import tokens_sha256
+from ..calibration.distributed import process_state
 from ..errors import HealingError, MissingDependencyError
 from .config import HealingConfig
 
@@ -191,7 +192,14 @@ def heal_model(
             import copy
 
             student = copy.deepcopy(student)
-    accelerator = accelerator or Accelerator(gradient_accumulation_steps=config.grad_accum, step_scheduler_with_optimizer=False)
+    if accelerator is None:
+        # Accelerate sees a multi-process CPU run only when told it runs on the CPU (see calibration.distributed).
+        process_state()
+        accelerator = Accelerator(
+            cpu=not torch.cuda.is_available(),
+            gradient_accumulation_steps=config.grad_accum,
+            step_scheduler_with_optimizer=False,
+        )
     processes = accelerator.num_processes
     steps = config.steps_for(processes)
     micro_batches = steps * config.grad_accum * processes
@@ -241,7 +249,8 @@ def heal_model(
     eval_every = config.eval_every or max(1, steps // 4)
     save_every = config.save_every or max(1, steps // 10)
     tokens_per_step = config.seq_len * config.batch_size * config.grad_accum * processes
-    if not held_out and accelerator.is_main_process and eval_text is not None:
+    # Held-out perplexity runs on every process: each evaluates a share of the windows and the sums are all-reduced.
+    if not held_out and eval_text is not None:
         held_out.append({"tokens": 0, "perplexity": _held_out(accelerator.unwrap_model(wrapper).model, tokenizer, eval_text, config)})
 
     wrapper.train()
@@ -272,7 +281,7 @@ def heal_model(
         elapsed = time.perf_counter() - started
         bar.set_postfix(loss=f"{step_loss:.4f}", tok_s=f"{(step - start_step) * tokens_per_step / elapsed:,.0f}")
         bar.update()
-        if eval_text is not None and (step % eval_every == 0 or step == steps) and accelerator.is_main_process:
+        if eval_text is not None and (step % eval_every == 0 or step == steps):
             held_out.append({"tokens": step * tokens_per_step,
                              "perplexity": _held_out(accelerator.unwrap_model(wrapper).model, tokenizer, eval_text, config)})
         if state_dir is not None and step % save_every == 0 and step < steps:
