@@ -6,10 +6,9 @@ import argparse
 import dataclasses
 import json
 import shlex
-import types
-import typing
 
 from ..healing import HealingConfig, heal
+from .options import add_field_flag
 
 
 def add_healing_options(parser: argparse.ArgumentParser, *, prefix: str = "") -> None:
@@ -17,14 +16,8 @@ def add_healing_options(parser: argparse.ArgumentParser, *, prefix: str = "") ->
     group = parser.add_argument_group("healing")
     for field in dataclasses.fields(HealingConfig):
         flag = "--" + prefix + field.name.replace("_", "-")
-        kind = typing.get_type_hints(HealingConfig)[field.name]
-        if typing.get_origin(kind) in (typing.Union, types.UnionType):
-            kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
         help_text = f"{field.metadata.get('help', '')} (default: {field.default})"
-        if typing.get_origin(kind) is typing.Literal:
-            group.add_argument(flag, dest=f"heal_{field.name}", choices=typing.get_args(kind), help=help_text)
-        else:
-            group.add_argument(flag, dest=f"heal_{field.name}", type=kind, metavar=kind.__name__.upper(), help=help_text)
+        add_field_flag(group, HealingConfig, field, flag, f"heal_{field.name}", help_text)
 
 
 def healing_config(args: argparse.Namespace) -> HealingConfig:

@@ -67,15 +67,20 @@ def add_method_options(parser: argparse.ArgumentParser, *, with_target: bool = T
             flag = "--" + field.name.replace("_", "-")
             users = ", ".join(c.method for c in METHODS.values() if field.name in c.__dataclass_fields__)
             help_text = f"{field.metadata.get('help', '')} [{users}; default: {field.default}]"
-            kind = typing.get_type_hints(config_class)[field.name]
-            if typing.get_origin(kind) in (typing.Union, types.UnionType):  # `float | None`: the flag takes a float
-                kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
-            if kind is bool:
-                group.add_argument(flag, dest=f"method_{field.name}", action="store_true", default=None, help=help_text)
-            elif typing.get_origin(kind) is typing.Literal:
-                group.add_argument(flag, dest=f"method_{field.name}", choices=typing.get_args(kind), help=help_text)
-            else:
-                group.add_argument(flag, dest=f"method_{field.name}", type=kind, metavar=kind.__name__.upper(), help=help_text)
+            add_field_flag(group, config_class, field, flag, f"method_{field.name}", help_text)
+
+
+def add_field_flag(group, config_class, field: dataclasses.Field, flag: str, dest: str, help_text: str) -> None:
+    """A flag for one field of a config dataclass, typed from its annotation; `None` when not given."""
+    kind = typing.get_type_hints(config_class)[field.name]
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):  # `float | None`: the flag takes a float
+        kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+    if kind is bool:
+        group.add_argument(flag, dest=dest, action="store_true", default=None, help=help_text)
+    elif typing.get_origin(kind) is typing.Literal:
+        group.add_argument(flag, dest=dest, choices=typing.get_args(kind), help=help_text)
+    else:
+        group.add_argument(flag, dest=dest, type=kind, metavar=kind.__name__.upper(), help=help_text)
 
 
 def method_config(args: argparse.Namespace) -> MethodConfig:

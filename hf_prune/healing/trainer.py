@@ -177,7 +177,7 @@ def heal_model(
     >>> config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
     ...                      num_attention_heads=4, num_key_value_heads=2)
     >>> teacher = LlamaForCausalLM(config).eval()
-    >>> student = hf_prune_student = LlamaForCausalLM(config)
+    >>> student = LlamaForCausalLM(config)
     >>> windows = torch.randint(0, 64, (8, 16), generator=torch.Generator().manual_seed(0))
     >>> result = heal_model(student, teacher, windows, HealingConfig(steps=2, seq_len=16, batch_size=2), progress=False)
     >>> result.facts["steps"], len(result.facts["loss_curve"])
