@@ -287,11 +287,11 @@ def load_calibration(
     tokenizer: PreTrainedTokenizerBase,
     source: Text | str | Path | None = None,
     *,
-    num_samples: int = 64,
+    num_samples: int | None = 64,
     seq_len: int = 256,
     seed: int | None = None,
 ) -> CalibrationData:
-    """Calibration windows from a source, ready for scoring.
+    """Calibration windows from a source, ready for scoring (`num_samples=None`: every window of the whole text).
 
     Example:
 
@@ -303,7 +303,8 @@ def load_calibration(
     (torch.Size([8, 128]), 'builtin')
     ```
     """
-    text = source if isinstance(source, Text) else load_text(source, "calibration", max_chars=num_samples * seq_len * 8)
+    max_chars = num_samples * seq_len * 8 if num_samples is not None else None
+    text = source if isinstance(source, Text) else load_text(source, "calibration", max_chars=max_chars)
     if not text.text.strip():
         raise CalibrationError(f"calibration text {text.source} is empty")
     bos = adds_bos(tokenizer)

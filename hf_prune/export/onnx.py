@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import torch
 import transformers
+from packaging import version
 from transformers import DynamicCache, PreTrainedModel
 
 from ..architecture.modeling_pruned import CACHE_NAME
@@ -28,7 +28,7 @@ from ..errors import FormatError, MissingDependencyError
 
 INSTALL_HINT = "pip install 'hf-prune[onnx]'"
 # transformers' exporters exist earlier, but export_for_generation returns what this module reads from 5.23 on.
-MINIMUM_TRANSFORMERS = (5, 23)
+MINIMUM_TRANSFORMERS = version.Version("5.23")
 REQUIRED = ("onnx", "onnxruntime", "onnxscript")
 SAMPLE_PROMPT_LENGTH = 8  # tokens of the sample prompt traced through generate (any ids: only shapes matter)
 
@@ -47,8 +47,8 @@ def require_onnx() -> None:
 
 def exporter_available() -> bool:
     """Whether the installed transformers has the exporter this module drives (5.23 and newer)."""
-    release = tuple(int(part) for part in re.findall(r"\d+", transformers.__version__)[:2])
-    return release >= MINIMUM_TRANSFORMERS and importlib.util.find_spec("transformers.exporters") is not None
+    installed = version.Version(transformers.__version__)
+    return installed >= MINIMUM_TRANSFORMERS and importlib.util.find_spec("transformers.exporters") is not None
 
 
 def export_onnx(

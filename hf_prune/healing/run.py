@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ..calibration.data import adds_bos, load_text, token_windows, tokenize
+from ..calibration.data import load_calibration, load_text
 from ..checkpoint import PruningRecord, load_model, save_pruned
 from ..checkpoint.load import BUILTIN_MODELS
 from ..checkpoint.record import RECORD_NAME
@@ -31,14 +31,9 @@ def teacher_name(source_model: str) -> str:
 
 
 def training_windows(tokenizer, config: HealingConfig):
-    """The training windows: all consecutive windows of the data source (never the evaluation split)."""
-    text = load_text(config.data, "calibration")
-    bos = tokenizer.bos_token_id if adds_bos(tokenizer) else None
-    try:
-        windows = token_windows(tokenize(tokenizer, text.text), config.seq_len, bos_token_id=bos)
-    except ValueError as error:
-        raise HealingError(f"training text {text.source}: {error}") from None
-    return windows, text.source
+    """The training windows: every consecutive window of the data source (never the evaluation split), and its name."""
+    data = load_calibration(tokenizer, config.data, num_samples=None, seq_len=config.seq_len)
+    return data.input_ids, data.source
 
 
 def curve_png(healing: dict) -> bytes:

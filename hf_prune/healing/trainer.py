@@ -8,6 +8,7 @@ The loop is Accelerate's: `Accelerator.prepare` places the student, shards the w
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -189,8 +190,6 @@ def heal_model(
     if teacher is not None:
         check_teacher(student, teacher)
         if _shares_storage(student, teacher):
-            import copy
-
             student = copy.deepcopy(student)
     if accelerator is None:
         # Accelerate sees a multi-process CPU run only when told it runs on the CPU (see calibration.distributed).
