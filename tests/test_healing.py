@@ -120,6 +120,35 @@ def test_healing_a_pruned_stories260k_lowers_held_out_perplexity_and_keeps_stock
 
 
 @requires_shared
+def test_transact_heals_between_its_shots_and_the_next_shot_scores_the_healed_model(tmp_path):
+    result = cli("prune", SHARED / "models" / "stories260k", "--method", "transact", "--shots", "3", "--ratio", "0.5",
+                 "--gqa", "heads", "--calibration", STORIES_TEXT, "--seq-len", "64", "--num-samples", "8",
+                 "--heal-tokens-per-shot", "4096", "--heal-seq-len", "64", "--heal-data", STORIES_TEXT,
+                 "--heal-eval-text", STORIES_TEXT, "--heal-lr", "1e-3", "--quiet", "--output", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert "healed between shots: 2 x 4,096 tokens" in result.stdout
+    record = json.loads((tmp_path / "out" / "pruning.json").read_text())
+    shot_healing = record["scores"]["shot_healing"]
+    assert [run["shot"] for run in shot_healing["shots"]] == [1, 2] and record["healing"] is None
+    for run in shot_healing["shots"]:
+        assert run["tokens"] == 4096 and run["held_out_perplexity_after"] < run["held_out_perplexity_before"]
+    # The healed models went on: the output's embeddings (never pruned by width) are no longer the source's.
+    source = load_file(SHARED / "models" / "stories260k" / "model.safetensors")
+    output = load_file(tmp_path / "out" / "model.safetensors")
+    assert not torch.equal(source["model.embed_tokens.weight"], output["model.embed_tokens.weight"])
+    assert len(record["scores"]["shot_plans"]) == 3
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "healed 2 times by distillation" in card and "- healed" in card
+
+
+def test_healing_between_shots_needs_an_iterative_method(tmp_path):
+    result = cli("prune", "missing-model", "--method", "block-influence", "--num-layers", "1",
+                 "--heal-tokens-per-shot", "512", "--output", tmp_path / "out")
+    assert result.returncode != 0 and "use --method transact with --shots 2 or more" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@requires_shared
 def test_lora_healing_of_a_pruned_format_checkpoint_stays_pruned_format(stories260k, tmp_path):
     model = hf_prune.apply_plan(stories260k.model, hf_prune.PruningPlan(heads={1: [0, 1, 4, 5]}, neurons={2: list(range(64))}))
     hf_prune.save_pruned(model, tmp_path / "pruned", tokenizer=stories260k.tokenizer,

@@ -15,6 +15,7 @@ from ..evaluation import compare_models
 from ..evaluation.report import human_bytes, human_count, render_report
 from ..hub.profile import PROFILE_NAME
 from ..quantization import WEIGHT_TYPES, quantize_weights, require_quanto
+from ..healing import HealingConfig
 from .heal import add_healing_options, healing_config
 from .options import (
     add_calibration_options,
@@ -63,6 +64,13 @@ def register(commands) -> None:
     evaluation.add_argument("--eval-max-windows", type=int, default=16, metavar="K", help="windows per text (default: 16)")
     evaluation.add_argument("--speed", action="store_true", help="also measure prefill/decode speed and peak memory")
     add_healing_options(parser, prefix="heal-")
+    parser.add_argument(
+        "--heal-tokens-per-shot",
+        type=int,
+        metavar="N",
+        help="heal N tokens between the pruning shots of an iterative method (TransAct, --shots 2 or more), with the "
+        "other --heal-* settings, as TransAct's reference trains between shots",
+    )
     parser.add_argument("--json", action="store_true", help="print the pruning record as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)
@@ -70,6 +78,20 @@ def register(commands) -> None:
 
 def wants_healing(args: argparse.Namespace) -> bool:
     return args.heal_tokens is not None or args.heal_steps is not None
+
+
+def shot_healing_config(args: argparse.Namespace, config) -> HealingConfig | None:
+    """The healing settings of each heal between shots: the --heal-* options with --heal-tokens-per-shot as budget."""
+    if args.heal_tokens_per_shot is None:
+        return None
+    if getattr(config, "shots", 1) < 2:
+        raise InvalidPruningError(
+            "--heal-tokens-per-shot heals between pruning shots: use --method transact with --shots 2 or more"
+        )
+    options = {key.removeprefix("heal_"): value for key, value in vars(args).items()
+               if key.startswith("heal_") and key not in ("heal_tokens", "heal_steps", "heal_tokens_per_shot")
+               and value is not None}
+    return HealingConfig(**options, tokens=args.heal_tokens_per_shot)
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
@@ -86,9 +108,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         raise InvalidPruningError("--quantize needs the pruned model in memory; it cannot be combined with --stream")
     if args.quantize:
         require_quanto()  # before any work is done
-    if wants_healing(args) and args.stream:
+    if (wants_healing(args) or args.heal_tokens_per_shot is not None) and args.stream:
         raise InvalidPruningError("healing needs the pruned model in memory; it cannot be combined with --stream")
     heal_config = healing_config(args) if wants_healing(args) else None  # bad healing options fail before any work
+    shot_config = shot_healing_config(args, config)
     progress = not args.quiet
     timings: dict[str, float] = {}
 
@@ -97,8 +120,22 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     timings["load model and calibration text"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    result = config.build().prune(loaded.model, data, target, batch_size=args.batch_size, progress=progress)
-    timings["score and remove"] = time.perf_counter() - started
+    shot_healer = None
+    if shot_config is not None:
+        from ..calibration.data import load_text
+        from ..healing import ShotHealer
+        from ..healing.run import training_windows
+
+        shot_windows, shot_data_source = training_windows(loaded.tokenizer, shot_config)
+        shot_healer = ShotHealer(loaded.model, shot_windows, shot_config, tokenizer=loaded.tokenizer,
+                                 eval_text=load_text(shot_config.eval_text, "evaluation"), progress=progress)
+        result = config.build().prune(
+            loaded.model, data, target, batch_size=args.batch_size, progress=progress, between_shots=shot_healer
+        )
+        result.scores.extra["shot_healing"] = shot_healer.provenance(loaded.source, shot_data_source)
+    else:
+        result = config.build().prune(loaded.model, data, target, batch_size=args.batch_size, progress=progress)
+    timings["score and remove" + (" (healing between shots)" if shot_healer else "")] = time.perf_counter() - started
 
     evaluation = {}
     if args.evaluate or args.speed or args.eval_text:
@@ -194,6 +231,11 @@ def summary(record: PruningRecord, output: str) -> str:
     for entry in record.evaluation.get("perplexity", []):
         healed = f" -> {entry['healed']:.3f} (healed)" if "healed" in entry else ""
         lines.append(f"perplexity on {entry['text']}: {entry['dense']:.3f} (dense) -> {entry['pruned']:.3f} (pruned){healed}")
+    shot_healing = (record.scores or {}).get("shot_healing")
+    if shot_healing:
+        tokens = sum(run["tokens"] for run in shot_healing["shots"])
+        lines.append(f"healed between shots: {len(shot_healing['shots'])} x {shot_healing['shots'][0]['tokens']:,} tokens "
+                     f"({tokens:,} in all)")
     if record.healing:
         lines.append(
             f"healed on {record.healing['tokens']:,} tokens in {record.healing['steps']} steps "

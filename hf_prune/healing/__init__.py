@@ -2,7 +2,7 @@
 on one device or many through Accelerate."""
 
 from .config import HealingConfig
-from .run import heal, state_dir_for
+from .run import ShotHealer, heal, state_dir_for
 from .trainer import HealingResult, check_teacher, heal_model
 
-__all__ = ["HealingConfig", "HealingResult", "check_teacher", "heal", "heal_model", "state_dir_for"]
+__all__ = ["HealingConfig", "HealingResult", "ShotHealer", "check_teacher", "heal", "heal_model", "state_dir_for"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
-from ..calibration.data import load_calibration, load_text
+from ..calibration.data import load_calibration, load_text, tokens_sha256
 from ..checkpoint import PruningRecord, load_model, save_pruned
 from ..checkpoint.load import BUILTIN_MODELS
 from ..checkpoint.record import RECORD_NAME
@@ -145,3 +147,54 @@ def with_healing(record: PruningRecord, result: HealingResult, teacher: str, dat
                      "tokens_sha256": facts.pop("training_windows_sha256")}
     record.healing = facts
     return record
+
+
+class ShotHealer:
+    """Heals between an iterative method's pruning shots (`between_shots`), as TransAct's reference trains there.
+
+    Each call distils the model just pruned from `teacher` on `config`'s budget (the window order is seeded with the
+    shot, so shots see different windows) and returns the healed model, which the next shot then scores. `runs`
+    keeps what each heal did, for `pruning.json`.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> from hf_prune.healing import HealingConfig, ShotHealer
+    >>> from hf_prune.scoring import PruningTarget, TransActConfig
+    >>> from hf_prune.calibration import CalibrationData
+    >>> config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    ...                      num_attention_heads=4, num_key_value_heads=2)
+    >>> teacher = LlamaForCausalLM(config).eval()
+    >>> windows = torch.randint(0, 64, (8, 16), generator=torch.Generator().manual_seed(0))
+    >>> healer = ShotHealer(teacher, windows, HealingConfig(steps=2, seq_len=16, batch_size=2), progress=False)
+    >>> data = CalibrationData(windows[:2], source="random tokens")
+    >>> method = TransActConfig(shots=3, gqa="heads").build()
+    >>> result = method.prune(teacher, data, PruningTarget(ratio=0.5), progress=False, between_shots=healer)
+    >>> [run["shot"] for run in healer.runs]
+    [1, 2]
+    ```
+    """
+
+    def __init__(self, teacher, windows, config: HealingConfig, *, tokenizer=None, eval_text=None, progress: bool = True):
+        self.teacher, self.windows, self.config = teacher, windows, config
+        self.tokenizer, self.eval_text, self.progress = tokenizer, eval_text, progress
+        self.runs: list[dict[str, Any]] = []
+
+    def __call__(self, model, shot: int):
+        config = dataclasses.replace(self.config, seed=self.config.seed + shot)
+        result = heal_model(
+            model, self.teacher, self.windows, config, tokenizer=self.tokenizer, eval_text=self.eval_text,
+            progress=self.progress,
+        )
+        keep = ("steps", "tokens", "held_out_perplexity_before", "held_out_perplexity_after", "wall_seconds",
+                "tokens_per_second")
+        self.runs.append({"shot": shot, **{key: result.facts[key] for key in keep}})
+        return result.model
+
+    def provenance(self, teacher: str, data_source: str) -> dict[str, Any]:
+        """What goes into the record: the teacher, the data, the settings and one entry per heal."""
+        return {"teacher": teacher, "data": {"source": data_source, "seq_len": self.config.seq_len,
+                                             "tokens_sha256": tokens_sha256(self.windows)},
+                "config": self.config.to_dict(), "shots": self.runs}

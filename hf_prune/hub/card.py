@@ -49,7 +49,8 @@ def card_data(record: PruningRecord, model_name: str) -> ModelCardData:
         library_name="transformers",
         pipeline_tag="text-generation",
         license=record.license,
-        tags=["pruned", "hf-prune", record.method, f"{record.format}-format"] + (["healed", "distillation"] if record.healing else [])
+        tags=["pruned", "hf-prune", record.method, f"{record.format}-format"]
+        + (["healed", "distillation"] if record.healing or (record.scores or {}).get("shot_healing") else [])
         + (["quantized", record.quantization["weights"]] if record.quantization else []),
         eval_results=eval_results or None,
     )
@@ -114,8 +115,22 @@ def render_model_card(
         has_profile=has_profile,
         quantization=record.quantization,
         healing=_healing_summary(record.healing),
+        shot_healing=_shot_healing_summary((record.scores or {}).get("shot_healing")),
     )
     return str(card)
+
+
+def _shot_healing_summary(shot_healing: dict | None) -> dict | None:
+    if not shot_healing or not shot_healing.get("shots"):
+        return None
+    runs = shot_healing["shots"]
+    return {
+        "teacher": shot_healing.get("teacher"),
+        "heals": len(runs),
+        "tokens_h": human_count(runs[0]["tokens"]),
+        "data": shot_healing.get("data", {}).get("source"),
+        "minutes": f"{sum(run['wall_seconds'] for run in runs) / 60:.1f}",
+    }
 
 
 def _healing_summary(healing: dict | None) -> dict | None:

@@ -216,8 +216,12 @@ class WidthMethod(PruningMethod):
     def select(self, model, scores: Scores, target: PruningTarget) -> PruningPlan:
         return self.plan_for(model, scores, self.final_widths(model, target))
 
-    def prune(self, model, data, target, *, batch_size=1, progress=True) -> PruningResult:
-        """K shots: each moves every width a `1 / (shots left)` of the way to its target, re-scoring in between."""
+    def prune(self, model, data, target, *, batch_size=1, progress=True, between_shots=None) -> PruningResult:
+        """K shots: each moves every width a `1 / (shots left)` of the way to its target, re-scoring in between.
+
+        `between_shots(model, shot)`, when given, runs after every shot but the last and returns the model the next
+        shot scores (TransAct's reference trains there; `hf-prune prune --heal-tokens-per-shot` heals there).
+        """
         model = to_pruned(model)
         final = self.final_widths(model, target)
         first_scores, shots = None, []
@@ -228,6 +232,8 @@ class WidthMethod(PruningMethod):
             plan = self.plan_for(model, scores, widths)
             shots.append(plan.to_dict())
             model = apply_plan(model, plan)
+            if between_shots is not None and shot < self.shots:
+                model = between_shots(model, shot)
         result_scores = Scores(
             self.config.method,
             head_scores=first_scores.head_scores,

@@ -38,8 +38,8 @@ class TransAct(WidthMethod):
             neurons.append(mlp.tolist() if mlp is not None else None)
         return Scores(self.config.method, head_scores=heads, neuron_scores=neurons)
 
-    def prune(self, model, data, target, *, batch_size=1, progress=True) -> PruningResult:
-        result = super().prune(model, data, target, batch_size=batch_size, progress=progress)
+    def prune(self, model, data, target, *, batch_size=1, progress=True, between_shots=None) -> PruningResult:
+        result = super().prune(model, data, target, batch_size=batch_size, progress=progress, between_shots=between_shots)
         if self.config.head_dim_ratio is None:
             return result
         pruned = narrow_heads(result.model, data, self.config.head_dim_ratio, batch_size=batch_size, progress=progress)
