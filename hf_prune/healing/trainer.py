@@ -19,7 +19,6 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_scheduler
 
@@ -40,35 +39,60 @@ class HealingResult:
     facts: dict[str, Any] = field(default_factory=dict)
 
 
-def token_losses(
-    hidden: torch.Tensor,
-    head: nn.Module,
-    labels: torch.Tensor,
-    teacher_hidden: torch.Tensor | None,
-    teacher_head: nn.Module | None,
-    loss: str,
-    temperature: float,
-) -> torch.Tensor:
-    """Summed loss of a chunk of positions: KL(teacher || student) at `temperature` (times its square), the
-    next-token cross-entropy, or their mean (`kd+ce`). Logits are float32 whatever the weights are."""
-    logits = head(hidden).float()
-    terms = []
-    if loss in ("kd", "kd+ce"):
-        with torch.no_grad():
-            teacher_log_probs = torch.log_softmax(teacher_head(teacher_hidden).float() / temperature, dim=-1)
-        student_log_probs = torch.log_softmax(logits / temperature, dim=-1)
-        kl = nn.functional.kl_div(student_log_probs, teacher_log_probs, log_target=True, reduction="sum")
-        terms.append(kl * temperature**2)
-    if loss in ("ce", "kd+ce"):
-        terms.append(nn.functional.cross_entropy(logits, labels, reduction="sum"))
-    return sum(terms) / len(terms)
+class FusedHeadLoss(torch.autograd.Function):
+    """The summed healing loss of `hidden` through the vocabulary projection `weight`, `chunk` positions at a time.
+
+    The loss's gradient has a closed form in the logits (KL: `T * (softmax(s / T) - softmax(t / T))`; cross-entropy:
+    `softmax(s) - onehot`), so each chunk's gradients with respect to the hidden states and the projection are
+    computed in the forward pass and its logits dropped at once: neither the student's nor the teacher's logits are
+    ever recomputed or held for more than one chunk. Logits are float32 whatever the weights are.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, labels, teacher_hidden, teacher_weight, loss: str, temperature: float, chunk: int):
+        grad_hidden = torch.zeros_like(hidden)
+        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        terms = (loss in ("kd", "kd+ce")) + (loss in ("ce", "kd+ce"))
+        for start in range(0, labels.numel(), chunk):
+            part = slice(start, start + chunk)
+            logits = (hidden[part] @ weight.T).float()
+            grad_logits = torch.zeros_like(logits)
+            if loss in ("kd", "kd+ce"):
+                teacher_log_probs = torch.log_softmax((teacher_hidden[part] @ teacher_weight.T).float() / temperature, -1)
+                student_log_probs = torch.log_softmax(logits / temperature, -1)
+                teacher_probs = teacher_log_probs.exp()
+                total += (teacher_probs * (teacher_log_probs - student_log_probs)).sum() * temperature**2
+                grad_logits += temperature * (student_log_probs.exp() - teacher_probs)
+                del teacher_log_probs, student_log_probs, teacher_probs
+            if loss in ("ce", "kd+ce"):
+                log_probs = torch.log_softmax(logits, -1)
+                total -= log_probs.gather(1, labels[part, None]).sum()
+                probabilities = log_probs.exp_()
+                probabilities[torch.arange(len(probabilities), device=probabilities.device), labels[part]] -= 1
+                grad_logits += probabilities
+                del log_probs, probabilities
+            grad_logits /= terms
+            grad_hidden[part] = (grad_logits.to(weight.dtype) @ weight).to(hidden.dtype)
+            if grad_weight is not None:
+                grad_weight += grad_logits.T @ hidden[part].float()
+        ctx.save_for_backward(grad_hidden, grad_weight)
+        ctx.weight_dtype = weight.dtype
+        return total / terms
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad_hidden, grad_weight = ctx.saved_tensors
+        if grad_weight is not None:
+            grad_weight = (grad_weight * grad_output).to(ctx.weight_dtype)
+        return grad_hidden * grad_output, grad_weight, None, None, None, None, None, None
 
 
 class DistillationStudent(nn.Module):
     """The student as one module whose forward returns the loss, so data parallelism wraps all of it.
 
-    The decoder runs once; the vocabulary projection and the loss run `chunk` positions at a time under activation
-    checkpointing, so the logits of only one chunk are ever held (they are recomputed in the backward pass).
+    The decoder runs once; the vocabulary projection and the loss run `logits_chunk` positions at a time through
+    `FusedHeadLoss`, so the logits of only one chunk are ever held.
     """
 
     def __init__(self, model: PreTrainedModel, config: HealingConfig):
@@ -79,24 +103,15 @@ class DistillationStudent(nn.Module):
     def forward(self, input_ids: torch.Tensor, teacher_hidden: torch.Tensor | None, teacher_head: nn.Module | None):
         hidden = self.model.get_decoder()(input_ids=input_ids, use_cache=False).last_hidden_state
         head = self.model.get_output_embeddings()
+        if getattr(head, "bias", None) is not None or (teacher_head is not None and getattr(teacher_head, "bias", None) is not None):
+            raise HealingError("healing needs an output projection without bias")
         # Position t predicts token t + 1: the last position has no label.
         hidden, labels = hidden[:, :-1].flatten(0, 1), input_ids[:, 1:].flatten()
         if teacher_hidden is not None:
             teacher_hidden = teacher_hidden[:, :-1].flatten(0, 1)
-        total = hidden.new_zeros((), dtype=torch.float32)
-        for start in range(0, labels.numel(), self.config.logits_chunk):
-            chunk = slice(start, start + self.config.logits_chunk)
-            total = total + checkpoint(
-                token_losses,
-                hidden[chunk],
-                head,
-                labels[chunk],
-                teacher_hidden[chunk] if teacher_hidden is not None else None,
-                teacher_head,
-                self.config.loss,
-                self.config.temperature,
-                use_reentrant=False,
-            )
+        teacher_weight = teacher_head.weight if teacher_head is not None else None
+        total = FusedHeadLoss.apply(hidden, head.weight, labels, teacher_hidden, teacher_weight, self.config.loss,
+                                    self.config.temperature, self.config.logits_chunk)
         return total / labels.numel()
 
 

@@ -1,0 +1,248 @@
+"""Healing by distillation: how much of what pruning lost comes back, for how many tokens, at what cost per token.
+
+Each row prunes SmolLM2-135M-Instruct with a method at the settings of the quality suites (Block Influence 8 of 30
+layers, TransAct K=8 at 25% of attention and MLP width, LLM-Rank at 20% of MLP neurons, and the best baseline of each
+suite), heals it with `hf_prune.healing.heal_model` on the built-in calibration split (never the evaluation text), and
+measures perplexity on the same fixed windows of WikiText-2 (test) and TinyStories as the quality suites. The dense
+model is measured in the same run. Separately, the time of one distillation step is compared with one plain
+next-token (cross-entropy) step on the same pruned model and batch, in the same process.
+
+    python benchmarks/healing.py --budgets 0,32768 --healing kd         # every pruned model, 32k tokens
+    python benchmarks/healing.py --only block-influence --budgets 32768 --healing lora --cost-steps 0
+    python benchmarks/healing.py --only block-influence --budgets 131072 --healing kd --cost-steps 0
+
+"Recovered" is the share of the perplexity lost to pruning that healing won back: (pruned - healed) / (pruned - dense).
+Results go to benchmarks/results/healing.json and .md with machine, date and command; `--only` re-runs merge into them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+import hf_prune
+from hf_prune.calibration import load_calibration, load_text
+from hf_prune.evaluation import describe_machine, evaluation_windows, machine_summary, windows_perplexity
+from hf_prune.healing import HealingConfig, heal_model
+from hf_prune.healing.run import training_windows
+from hf_prune.healing.trainer import DistillationStudent
+from hf_prune.scoring import PruningTarget, get_method_config
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+TEXTS = {"wikitext2": "wikitext2_test_raw.txt", "tinystories": "tinystories_val_prefix.txt"}
+
+
+@dataclass
+class Pruned:
+    """A pruned model to heal: the quality suites' setting and, for baselines, the best baseline of that suite."""
+
+    label: str
+    method: str
+    target: PruningTarget
+    options: dict = field(default_factory=dict)
+
+
+# The best baselines are the lowest WikiText-2 perplexity among each suite's baselines in benchmarks/results.
+PRUNED = [
+    Pruned("block-influence, 8 of 30 layers", "block-influence", PruningTarget(num_layers=8)),
+    Pruned("random-layers seed 1, 8 of 30 layers (best depth baseline)", "random-layers", PruningTarget(num_layers=8), {"seed": 1}),
+    Pruned("transact K=8, 25% width", "transact", PruningTarget(ratio=0.25), {"shots": 8}),
+    Pruned("activation, 25% width (best width baseline)", "activation", PruningTarget(ratio=0.25)),
+    Pruned("llm-rank, 20% MLP", "llm-rank", PruningTarget(ratio=0.2)),
+    Pruned("activation, 20% MLP (best MLP baseline)", "activation", PruningTarget(ratio=0.2), {"attention_ratio": 0.0}),
+]
+
+
+def variants(budgets: list[int], kinds: list[str], lora_rank: int) -> list[tuple[str, dict]]:
+    """(label, HealingConfig options) of each way to heal; budget 0 is the pruned model itself."""
+    options = {"kd": {}, "lora": {"lora": lora_rank}, "ce": {"loss": "ce"}}
+    names = {"kd": "kd, all parameters", "lora": f"kd, LoRA r={lora_rank}", "ce": "ce, all parameters"}
+    rows = []
+    for tokens in budgets:
+        if tokens == 0:
+            rows.append(("not healed", {}))
+            continue
+        rows += [(f"{names[kind]}, {tokens // 1024}k tokens", {"tokens": tokens, **options[kind]}) for kind in kinds]
+    return rows
+
+
+def step_seconds(model, teacher, windows: torch.Tensor, loss: str, steps: int, args) -> float:
+    """Median seconds of one training step (forward, backward, AdamW) on a copy of `model`, after one warm-up step."""
+    import statistics
+
+    student = copy.deepcopy(model).train()
+    config = HealingConfig(steps=steps, seq_len=args.seq_len, batch_size=args.batch_size, loss=loss)
+    wrapper = DistillationStudent(student, config)
+    optimizer = torch.optim.AdamW([p for p in wrapper.parameters() if p.requires_grad], lr=1e-5)
+    teacher_decoder, teacher_head = teacher.get_decoder(), teacher.get_output_embeddings()
+    times = []
+    for step in range(steps + 1):
+        batch = windows[step * args.batch_size:(step + 1) * args.batch_size]
+        started = time.perf_counter()
+        teacher_hidden = None
+        if loss != "ce":
+            with torch.no_grad():
+                teacher_hidden = teacher_decoder(input_ids=batch, use_cache=False).last_hidden_state
+        wrapper(batch, teacher_hidden, teacher_head if loss != "ce" else None).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if step:
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def merge_rerun(previous: dict, rerun: dict) -> dict:
+    """Add the rows of a run with `--only`: a row that replaces an earlier measurement is marked as re-run."""
+    fresh = {(row["pruned"], row["healing"]) for row in rerun["rows"]}
+    existing = {(row["pruned"], row["healing"]) for row in previous["rows"]}
+    rows = [row for row in previous["rows"] if (row["pruned"], row["healing"]) not in fresh]
+    for row in rerun["rows"]:
+        replaced = (row["pruned"], row["healing"]) in existing
+        rows.append({**row, "rerun": f"{rerun['machine']}"} if replaced else row)
+    order = {pruned.label: index for index, pruned in enumerate(PRUNED)}
+    rows.sort(key=lambda row: (order.get(row["pruned"], len(order)), row["tokens"], row["healing"]))
+    merged = {**previous, "rows": rows}
+    if "step_cost" in rerun:
+        merged["step_cost"] = rerun["step_cost"]
+    return merged
+
+
+def recovered(dense: float, pruned: float, healed: float) -> float | None:
+    return (pruned - healed) / (pruned - dense) if pruned > dense else None
+
+
+def markdown(results: dict) -> str:
+    dense = results["dense"]
+    lines = [
+        "# healing benchmark", "",
+        f"Machine: {results['machine']}. Command: `{results['command']}`.", "",
+        f"Model: {results['model']}, float32. Healing: `hf_prune.healing.heal_model` on the built-in calibration split "
+        f"({results['training_windows']} windows of {results['seq_len']} tokens; a budget above "
+        f"{results['training_windows'] * results['seq_len']:,} tokens repeats it), batch {results['batch_size']}, "
+        "AdamW, cosine schedule with 5% warm-up, lr 1e-4 (all parameters) or 1e-3 (LoRA), KL at temperature 1. "
+        f"Perplexity: the first {results['eval_windows']} windows of {results['eval_seq_len']} tokens of each text, "
+        "the same windows as the quality suites. Recovered: (pruned - healed) / (pruned - dense).", "",
+        f"Dense: WikiText-2 {dense['perplexity_wikitext2']:.2f}, TinyStories {dense['perplexity_tinystories']:.2f}.", "",
+    ]
+    cost = results.get("step_cost")
+    if cost:
+        lines += [
+            "## Cost of a distillation step", "",
+            f"One step of {cost['batch_size']} x {cost['seq_len']} tokens on {cost['pruned']}, median of "
+            f"{cost['steps']} after a warm-up: plain next-token loss {cost['ce_seconds']:.2f} s, distillation "
+            f"(teacher forward + fused chunked KL over the {cost['vocab']:,}-token vocabulary) {cost['kd_seconds']:.2f} s: "
+            f"**{cost['kd_seconds'] / cost['ce_seconds']:.2f}x**.", "",
+        ]
+    lines += [
+        "## Perplexity after healing", "",
+        "| pruned model | healing | tokens | ppl wikitext2 | recovered | ppl tinystories | recovered | heal min | tok/s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    unhealed = {row["pruned"]: row for row in results["rows"] if row["tokens"] == 0}
+    for row in results["rows"]:
+        base = unhealed.get(row["pruned"])
+        cells = [row["pruned"], row["healing"] + (" *" if "rerun" in row else ""), f"{row['tokens']:,}"]
+        for text in TEXTS:
+            value = row[f"perplexity_{text}"]
+            share = recovered(dense[f"perplexity_{text}"], base[f"perplexity_{text}"], value) if base and row["tokens"] else None
+            cells += [f"{value:.2f}", f"{share:.0%}" if share is not None else ""]
+        cells += [f"{row['heal_seconds'] / 60:.1f}" if row["tokens"] else "",
+                  f"{row['tokens_per_second']:.0f}" if row["tokens"] else ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    reruns = sorted({row["rerun"] for row in results["rows"] if "rerun" in row})
+    if reruns:
+        lines += ["", "\\* re-run with `--only` on " + "; ".join(reruns) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared", help="the shared/ folder")
+    parser.add_argument("--budgets", default="0,32768,131072", help="training tokens per row, comma-separated")
+    parser.add_argument("--healing", default="kd,lora", help="ways to heal: kd (all parameters), lora, ce (default: kd,lora)")
+    parser.add_argument("--lora-rank", type=int, default=16)
+    parser.add_argument("--only", default=None, help="heal only the pruned models whose label contains this")
+    parser.add_argument("--seq-len", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--eval-windows", type=int, default=8)
+    parser.add_argument("--eval-seq-len", type=int, default=1024)
+    parser.add_argument("--calibration-samples", type=int, default=32)
+    parser.add_argument("--cost-steps", type=int, default=3, help="timed steps for the step-cost comparison (0: skip)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    data_dir = args.shared / "data"
+    if not data_dir.is_dir():
+        parser.error(f"{data_dir} not found: the benchmark evaluates on ../shared/data (use --shared)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    budgets = [int(value) for value in args.budgets.split(",")]
+
+    loaded = hf_prune.load_model("smollm2-135m")
+    teacher, tokenizer = loaded.model, loaded.tokenizer
+    windows = {name: evaluation_windows(tokenizer, load_text(data_dir / file), args.eval_seq_len, args.eval_windows)
+               for name, file in TEXTS.items()}
+    calibration = load_calibration(tokenizer, num_samples=args.calibration_samples, seq_len=256)
+    training, source = training_windows(tokenizer, HealingConfig(tokens=1, seq_len=args.seq_len))
+
+    def perplexities(model) -> dict:
+        return {f"perplexity_{name}": windows_perplexity(model, value) for name, value in windows.items()}
+
+    results = {
+        "model": loaded.source, "machine": machine_summary(), "machine_details": describe_machine(),
+        "date": time.strftime("%Y-%m-%d"),
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
+        "seq_len": args.seq_len, "batch_size": args.batch_size, "training_windows": int(training.shape[0]),
+        "training_source": source, "eval_windows": args.eval_windows, "eval_seq_len": args.eval_seq_len,
+    }
+    print("measuring the dense model", flush=True)
+    results["dense"] = perplexities(teacher)
+    rows = []
+    for pruned in PRUNED:
+        if args.only and args.only not in pruned.label:
+            continue
+        print(f"pruning: {pruned.label}", flush=True)
+        method = get_method_config(pruned.method, **pruned.options).build()
+        model = method.prune(teacher, calibration, pruned.target, batch_size=4, progress=False).model
+        if args.cost_steps and "step_cost" not in results:
+            costs = {loss: step_seconds(model, teacher, training, loss, args.cost_steps, args) for loss in ("ce", "kd")}
+            results["step_cost"] = {"pruned": pruned.label, "steps": args.cost_steps, "seq_len": args.seq_len,
+                                    "batch_size": args.batch_size, "vocab": teacher.config.vocab_size,
+                                    "ce_seconds": costs["ce"], "kd_seconds": costs["kd"]}
+            print(f"step cost: ce {costs['ce']:.2f} s, kd {costs['kd']:.2f} s", flush=True)
+        for label, options in variants(budgets, args.healing.split(","), args.lora_rank):
+            print(f"  {label}", flush=True)
+            row = {"pruned": pruned.label, "healing": label, "tokens": options.get("tokens", 0)}
+            if options:
+                config = HealingConfig(seq_len=args.seq_len, batch_size=args.batch_size, **options)
+                started = time.perf_counter()
+                # A copy: heal_model trains in place when the student shares nothing with the teacher.
+                healed = heal_model(copy.deepcopy(model), teacher, training, config, progress=True).model
+                row["heal_seconds"] = time.perf_counter() - started
+                row["tokens_per_second"] = row["tokens"] / row["heal_seconds"]
+                row.update(perplexities(healed))
+            else:
+                row.update(perplexities(model))
+            print("   ", {key: round(value, 2) for key, value in row.items() if key.startswith("perplexity")}, flush=True)
+            rows.append(row)
+    results["rows"] = rows
+    previous = args.output / "healing.json"
+    if args.only and previous.is_file():
+        results = merge_rerun(json.loads(previous.read_text()), results)
+    args.output.mkdir(parents=True, exist_ok=True)
+    previous.write_text(json.dumps(results, indent=2) + "\n")
+    (args.output / "healing.md").write_text(markdown(results))
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
