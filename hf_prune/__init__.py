@@ -34,6 +34,7 @@ from .errors import (
     MissingDependencyError,
     ModelNotFoundError,
     OutputExistsError,
+    TaskDataError,
     UnsupportedArchitectureError,
 )
 from .healing import HealingConfig, heal
@@ -65,6 +66,7 @@ __all__ = [
     "ModelNotFoundError",
     "OutputExistsError",
     "PrunedCheckpointError",
+    "TaskDataError",
     "PrunedConfig",
     "PrunedConfigError",
     "PrunedForCausalLM",

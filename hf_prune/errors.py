@@ -90,6 +90,7 @@ __all__ = [
     "CalibrationError",
     "CheckpointError",
     "FormatError",
+    "HealingError",
     "HfPruneError",
     "HubError",
     "HubPermissionError",
@@ -104,6 +105,7 @@ __all__ = [
     "OutputExistsError",
     "PrunedCheckpointError",
     "PrunedConfigError",
+    "TaskDataError",
     "UnsupportedArchitectureError",
 ]
 
@@ -111,3 +113,7 @@ __all__ = [
 class HealingError(HfPruneError, ValueError):
     """Healing cannot start or cannot go on: a teacher with another vocabulary, data too short for one batch, a loss
     that became NaN or infinite, nothing to resume."""
+
+
+class TaskDataError(HfPruneError, ValueError):
+    """Task accuracy cannot be measured as asked: an unknown task, a task-data file that is missing, a bad limit."""

@@ -120,3 +120,23 @@ def resolve_device(name: str | None) -> torch.device:
     if name is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def add_task_options(parser: argparse.ArgumentParser, *, batch_size: bool = False) -> None:
+    """Zero-shot task accuracy through lm-evaluation-harness (needs hf-prune[eval])."""
+    group = parser.add_argument_group("task accuracy (lm-evaluation-harness; needs hf-prune[eval])")
+    group.add_argument(
+        "--tasks",
+        metavar="T1,T2",
+        help="lm-eval tasks, comma-separated, or default (arc_easy,arc_challenge,piqa,boolq,openbookqa,lambada_openai)",
+    )
+    group.add_argument(
+        "--task-data",
+        metavar="DIR",
+        help="read the tasks' data from local files in the Hugging Face schema (<task>_<split>.jsonl, as in "
+        "shared/data/tasks) instead of downloading it",
+    )
+    group.add_argument("--limit", type=int, metavar="N", help="score only the first N items of each task (quick looks)")
+    group.add_argument("--num-fewshot", type=int, default=None, metavar="K", help="in-context examples (default: 0)")
+    if batch_size:
+        group.add_argument("--task-batch-size", type=int, default=1, metavar="B", help="lm-eval batch size (default: 1)")

@@ -6,12 +6,14 @@ import argparse
 import copy
 import json
 import shlex
+import tempfile
 import time
 
 from ..calibration.distributed import is_main_process
 from ..checkpoint import FORMATS, PruningRecord, check_output_dir, save_pruned
 from ..errors import InvalidPruningError
 from ..evaluation import compare_models
+from ..evaluation.tasks import compare_tasks, evaluate_tasks, local_task_configs, parse_tasks, require_lm_eval
 from ..evaluation.report import human_bytes, human_count, render_report
 from ..hub.profile import PROFILE_NAME
 from ..quantization import WEIGHT_TYPES, quantize_weights, require_quanto
@@ -22,6 +24,7 @@ from .options import (
     add_method_options,
     add_model_options,
     add_stream_option,
+    add_task_options,
     check_calibration_sizes,
     method_config,
     pruning_target,
@@ -63,6 +66,7 @@ def register(commands) -> None:
     evaluation.add_argument("--eval-seq-len", type=int, default=1024, metavar="T", help="window length (default: 1024)")
     evaluation.add_argument("--eval-max-windows", type=int, default=16, metavar="K", help="windows per text (default: 16)")
     evaluation.add_argument("--speed", action="store_true", help="also measure prefill/decode speed and peak memory")
+    add_task_options(parser, batch_size=True)
     add_healing_options(parser, prefix="heal-")
     parser.add_argument(
         "--heal-tokens-per-shot",
@@ -99,7 +103,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     target = pruning_target(args, config)
     check_calibration_sizes(args)
     check_output_dir(args.output, args.overwrite)
-    if args.stream and (args.evaluate or args.speed or args.eval_text):
+    if args.stream and (args.evaluate or args.speed or args.eval_text or args.tasks):
         raise InvalidPruningError(
             "--stream keeps the model on disk, so it cannot be evaluated in the same run; "
             "evaluate the written checkpoint with hf-prune eval"
@@ -112,6 +116,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         raise InvalidPruningError("healing needs the pruned model in memory; it cannot be combined with --stream")
     heal_config = healing_config(args) if wants_healing(args) else None  # bad healing options fail before any work
     shot_config = shot_healing_config(args, config)
+    tasks = parse_tasks(args.tasks) if args.tasks else None
+    if tasks:
+        require_lm_eval()
+        if args.task_data is not None:
+            with tempfile.TemporaryDirectory() as directory:  # a missing task file fails before any work
+                local_task_configs(tasks, args.task_data, directory)
     progress = not args.quiet
     timings: dict[str, float] = {}
 
@@ -154,6 +164,15 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         )
         timings["evaluate dense and pruned"] = time.perf_counter() - started
 
+    task_results = {}
+    if tasks:
+        started = time.perf_counter()
+        evaluated = quantize_weights(copy.deepcopy(result.model), args.quantize) if args.quantize else result.model
+        for name, model in (("dense", loaded.model), ("pruned", evaluated)):
+            task_results[name] = measure_tasks(model, loaded.tokenizer, tasks, args)
+        evaluation["tasks"] = compare_tasks(task_results)
+        timings["task accuracy, dense and pruned"] = time.perf_counter() - started
+
     healing = None
     if heal_config is not None:
         from ..calibration.data import load_text
@@ -169,7 +188,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         )
         result.model, healing = healed.model, (healed, data_source)
         timings["heal"] = time.perf_counter() - started
-        if evaluation:  # dense and pruned were measured above; the healed model on the same windows
+        if evaluation.get("perplexity"):  # dense and pruned were measured above; the healed model on the same windows
             started = time.perf_counter()
             for entry in evaluation["perplexity"]:
                 entry["healed"] = perplexity(
@@ -177,6 +196,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                     max_windows=args.eval_max_windows, progress=progress,
                 )["perplexity"]
             timings["evaluate healed"] = time.perf_counter() - started
+        if tasks:
+            started = time.perf_counter()
+            task_results["healed"] = measure_tasks(result.model, loaded.tokenizer, tasks, args)
+            evaluation["tasks"] = compare_tasks(task_results)
+            timings["task accuracy, healed"] = time.perf_counter() - started
 
     if not is_main_process():
         return 0  # every process scored and pruned the same way; one writes
@@ -219,6 +243,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+def measure_tasks(model, tokenizer, tasks: list[str], args: argparse.Namespace) -> dict:
+    return evaluate_tasks(model, tokenizer, tasks, task_data=args.task_data, limit=args.limit,
+                          num_fewshot=args.num_fewshot, batch_size=args.task_batch_size)
+
+
 def summary(record: PruningRecord, output: str) -> str:
     lines = [
         f"{record.method}: {human_count(record.params_before)} -> {human_count(record.params_after)} parameters, "
@@ -241,6 +270,11 @@ def summary(record: PruningRecord, output: str) -> str:
             f"healed on {record.healing['tokens']:,} tokens in {record.healing['steps']} steps "
             f"({record.healing['wall_seconds'] / 60:.1f} min, {record.healing['tokens_per_second']:,.0f} tokens/s)"
         )
+    tasks = record.evaluation.get("tasks")
+    if tasks:
+        for name, value in tasks["average_retention"].items():
+            if value is not None:
+                lines.append(f"task accuracy retained ({name} / dense, mean over {len(tasks['tasks'])} tasks): {value:.1%}")
     speed = record.evaluation.get("speed")
     if speed:
         lines.append(

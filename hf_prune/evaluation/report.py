@@ -63,6 +63,35 @@ def speed_rows(evaluation: dict) -> tuple[list[dict[str, str]], str]:
     return rows, settings
 
 
+def task_rows(evaluation: dict) -> tuple[list[str], list[dict[str, Any]], str]:
+    """Task accuracy, formatted: the model columns (`dense`, `pruned`, maybe `healed`), one row per task with each
+    model's headline metric and standard error and the last model's retention, and a line on how it was measured."""
+    tasks = evaluation.get("tasks")
+    if not tasks:
+        return [], [], ""
+    first = next(iter(tasks["tasks"].values()))
+    models = [name for name in ("dense", "pruned", "healed") if name in first]
+    last = models[-1]
+    rows = []
+    for task, entry in tasks["tasks"].items():
+        metric = entry["metric"]
+        row = {"task": task, "metric": metric, "n": entry[models[0]]["items"]}
+        for name in models:
+            value, stderr = entry[name][metric], entry[name].get(f"{metric}_stderr")
+            row[name] = f"{value:.3f}" + (f" ± {stderr:.3f}" if isinstance(stderr, float) else "")
+        retention = entry["retention"].get(last)
+        row["retention"] = f"{retention:.1%}" if retention is not None else ""
+        rows.append(row)
+    average = tasks["average_retention"].get(last)
+    rows.append({"task": "mean retention", "metric": "", "n": "", **{name: "" for name in models},
+                 "retention": f"{average:.1%}" if average is not None else ""})
+    settings = tasks["settings"]
+    note = (f"lm-evaluation-harness {settings['lm_eval_version']}, {settings['num_fewshot']}-shot"
+            + (f", the first {settings['limit']} items of each task" if settings.get("limit") else ", every item")
+            + ("; data from local files (SHA-256 in pruning.json)" if settings.get("task_data") else ""))
+    return models, rows, note
+
+
 def render_report(record: dict, timings: dict[str, float]) -> str:
     """`report.md`: what one `hf-prune prune` run did, how long each step took, and what it measured.
 
@@ -109,6 +138,13 @@ def render_report(record: dict, timings: dict[str, float]) -> str:
         lines.append(f"| {row['name']} | {row['dense']} | {row['pruned']} | |")
     if settings:
         lines += ["", f"Speed: {settings}."]
+    models, rows, note = task_rows(evaluation)
+    if rows:
+        lines += ["", "## Task accuracy", "", f"{note}. Retention: {models[-1]} / dense on the task's metric.", "",
+                  "| task | metric | items | " + " | ".join(models) + " | retention |",
+                  "|---|---|---:|" + "---:|" * len(models) + "---:|"]
+        lines += [f"| {row['task']} | {row['metric']} | {row['n']} | " + " | ".join(row[name] for name in models)
+                  + f" | {row['retention']} |" for row in rows]
     if not evaluation:
         lines += ["", "Not evaluated (run with `--evaluate` to measure perplexity, `--speed` for speed)."]
     scores = (record.get("scores") or {}).get("layer_scores")

@@ -6,7 +6,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .._resources import resource_dir
 from ..checkpoint.record import PruningRecord
-from ..evaluation.report import evaluation_rows, human_bytes, human_count, percent_change, speed_rows
+from ..evaluation.report import evaluation_rows, human_bytes, human_count, percent_change, speed_rows, task_rows
 from ..scoring import METHODS
 
 TEMPLATE = "pruned_model.md"
@@ -29,6 +29,33 @@ def _removed_summary(record: PruningRecord) -> str:
     return ", ".join(parts) or "nothing"
 
 
+def task_eval_results(tasks: dict | None) -> list[EvalResult]:
+    """The model-index entries of lm-eval task accuracy: the checkpoint's own scores (healed if it was healed)."""
+    if not tasks:
+        return []
+    from ..evaluation.tasks import TASK_DATA
+
+    results = []
+    for task, entry in tasks["tasks"].items():
+        scores = entry.get("healed") or entry["pruned"]
+        layout = TASK_DATA.get(task)
+        split = tasks["settings"].get("splits", {}).get(task)
+        for metric in ("acc", "acc_norm"):
+            if metric not in scores:
+                continue
+            results.append(EvalResult(
+                task_type="multiple-choice" if task != "lambada_openai" else "text-generation",
+                dataset_type=layout.hub_dataset if layout else task,
+                dataset_name=layout.pretty_name if layout else task,
+                dataset_config=layout.hub_config if layout else None,
+                dataset_split=split,
+                metric_type=metric,
+                metric_name=f"{metric} ({tasks['settings']['num_fewshot']}-shot, lm-eval)",
+                metric_value=round(scores[metric], 4),
+            ))
+    return results
+
+
 def card_data(record: PruningRecord, model_name: str) -> ModelCardData:
     """The card's YAML metadata: base model, library, pipeline, licence, tags, and perplexity results."""
     eval_results = [
@@ -39,10 +66,11 @@ def card_data(record: PruningRecord, model_name: str) -> ModelCardData:
             dataset_name=entry["text"],
             metric_type="perplexity",
             metric_name=f"perplexity ({entry['windows']}x{entry['seq_len']} tokens)",
-            metric_value=round(entry["pruned"], 4),
+            metric_value=round(entry.get("healed", entry["pruned"]), 4),
         )
         for entry in record.evaluation.get("perplexity", [])
     ]
+    eval_results += task_eval_results(record.evaluation.get("tasks"))
     return ModelCardData(
         model_name=model_name,
         base_model=record.source_model if looks_like_hub_id(record.source_model) else None,
@@ -73,6 +101,7 @@ def render_model_card(
     ```
     """
     source_short = record.source_model.rstrip("/").split("/")[-1]
+    task_models, task_table, task_note = task_rows(record.evaluation)
     model_name = model_name or (repo_id.split("/")[-1] if repo_id else f"{source_short}-{record.method}")
     config = METHODS.get(record.method)
     paper = config.paper if config else None
@@ -108,6 +137,9 @@ def render_model_card(
         per_layer=per_layer,
         has_layer_scores=bool(layer_scores),
         evaluation_rows=evaluation_rows(record.evaluation),
+        task_models=task_models,
+        task_rows=task_table,
+        task_note=task_note,
         evaluation_machine=record.evaluation.get("machine"),
         speed_rows=speed_table,
         speed_settings=speed_settings,
