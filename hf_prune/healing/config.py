@@ -17,8 +17,8 @@ class HealingConfig:
 
     Healing trains the pruned model (the student) to match the token distributions of the model it came from (the
     teacher) on ordinary text: logit distillation, KL(teacher || student) at `temperature`, scaled by `temperature**2`
-    as in Hinton et al. The full-vocabulary logits are computed `logits_chunk` tokens at a time and recomputed in the
-    backward pass, so their memory does not grow with the batch.
+    as in Hinton et al. The full-vocabulary logits are computed `logits_chunk` tokens at a time, each
+    chunk's gradients in closed form at once, so their memory does not grow with the batch.
 
     `batch_size` is per process (Accelerate's convention): a step sees `batch_size x processes x grad_accum` windows.
     Give the budget as `tokens` (rounded up to whole steps) or `steps`.
