@@ -29,7 +29,7 @@ from hf_prune.healing.run import training_windows
 from hf_prune.scoring import get_method_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from healing import PRUNED  # noqa: E402  (the same pruned models as the healing benchmark)
+from healing import PRUNED
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

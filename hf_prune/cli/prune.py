@@ -13,11 +13,11 @@ from ..calibration.distributed import is_main_process
 from ..checkpoint import FORMATS, PruningRecord, check_output_dir, save_pruned
 from ..errors import InvalidPruningError
 from ..evaluation import compare_models
-from ..evaluation.tasks import compare_tasks, evaluate_tasks, local_task_configs, parse_tasks, require_lm_eval
 from ..evaluation.report import human_bytes, human_count, render_report
+from ..evaluation.tasks import compare_tasks, evaluate_tasks, local_task_configs, parse_tasks, require_lm_eval
+from ..healing import HealingConfig
 from ..hub.profile import PROFILE_NAME
 from ..quantization import WEIGHT_TYPES, quantize_weights, require_quanto
-from ..healing import HealingConfig
 from .heal import add_healing_options, healing_config
 from .options import (
     add_calibration_options,
