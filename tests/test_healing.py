@@ -124,12 +124,13 @@ def test_transact_heals_between_its_shots_and_the_next_shot_scores_the_healed_mo
     result = cli("prune", SHARED / "models" / "stories260k", "--method", "transact", "--shots", "3", "--ratio", "0.5",
                  "--gqa", "heads", "--calibration", STORIES_TEXT, "--seq-len", "64", "--num-samples", "8",
                  "--heal-tokens-per-shot", "4096", "--heal-seq-len", "64", "--heal-data", STORIES_TEXT,
-                 "--heal-eval-text", STORIES_TEXT, "--heal-lr", "1e-3", "--quiet", "--output", tmp_path / "out")
+                 "--heal-eval-text", STORIES_TEXT, "--heal-lr", "1e-3", "--heal-tokens", "1024", "--quiet",
+                 "--output", tmp_path / "out")
     assert result.returncode == 0, result.stderr
-    assert "healed between shots: 2 x 4,096 tokens" in result.stdout
+    assert "healed between shots: 2 x 4,096 tokens" in result.stdout and "healed on 1,024 tokens" in result.stdout
     record = json.loads((tmp_path / "out" / "pruning.json").read_text())
     shot_healing = record["scores"]["shot_healing"]
-    assert [run["shot"] for run in shot_healing["shots"]] == [1, 2] and record["healing"] is None
+    assert [run["shot"] for run in shot_healing["shots"]] == [1, 2] and record["healing"]["tokens"] == 1024
     for run in shot_healing["shots"]:
         assert run["tokens"] == 4096 and run["held_out_perplexity_after"] < run["held_out_perplexity_before"]
     # The healed models went on: the output's embeddings (never pruned by width) are no longer the source's.

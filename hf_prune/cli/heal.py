@@ -20,9 +20,11 @@ def add_healing_options(parser: argparse.ArgumentParser, *, prefix: str = "") ->
         add_field_flag(group, HealingConfig, field, flag, f"heal_{field.name}", help_text)
 
 
-def healing_config(args: argparse.Namespace) -> HealingConfig:
+def healing_config(args: argparse.Namespace, **overrides) -> HealingConfig:
+    """The `HealingConfig` of the healing flags given, with `overrides` (a `None` override drops that flag)."""
     options = {key.removeprefix("heal_"): value for key, value in vars(args).items() if key.startswith("heal_") and value is not None}
-    return HealingConfig(**options)
+    options.update(overrides)
+    return HealingConfig(**{key: value for key, value in options.items() if value is not None})
 
 
 def register(commands) -> None:

@@ -70,6 +70,7 @@ def register(commands) -> None:
     add_healing_options(parser, prefix="heal-")
     parser.add_argument(
         "--heal-tokens-per-shot",
+        dest="shot_heal_tokens",
         type=int,
         metavar="N",
         help="heal N tokens between the pruning shots of an iterative method (TransAct, --shots 2 or more), with the "
@@ -86,16 +87,13 @@ def wants_healing(args: argparse.Namespace) -> bool:
 
 def shot_healing_config(args: argparse.Namespace, config) -> HealingConfig | None:
     """The healing settings of each heal between shots: the --heal-* options with --heal-tokens-per-shot as budget."""
-    if args.heal_tokens_per_shot is None:
+    if args.shot_heal_tokens is None:
         return None
     if getattr(config, "shots", 1) < 2:
         raise InvalidPruningError(
             "--heal-tokens-per-shot heals between pruning shots: use --method transact with --shots 2 or more"
         )
-    options = {key.removeprefix("heal_"): value for key, value in vars(args).items()
-               if key.startswith("heal_") and key not in ("heal_tokens", "heal_steps", "heal_tokens_per_shot")
-               and value is not None}
-    return HealingConfig(**options, tokens=args.heal_tokens_per_shot)
+    return healing_config(args, tokens=args.shot_heal_tokens, steps=None)
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
@@ -112,7 +110,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         raise InvalidPruningError("--quantize needs the pruned model in memory; it cannot be combined with --stream")
     if args.quantize:
         require_quanto()  # before any work is done
-    if (wants_healing(args) or args.heal_tokens_per_shot is not None) and args.stream:
+    if (wants_healing(args) or args.shot_heal_tokens is not None) and args.stream:
         raise InvalidPruningError("healing needs the pruned model in memory; it cannot be combined with --stream")
     heal_config = healing_config(args) if wants_healing(args) else None  # bad healing options fail before any work
     shot_config = shot_healing_config(args, config)
