@@ -37,10 +37,13 @@ TINY_CONFIGS = {
 }
 
 
-def make_tiny_model(family: str, seed: int = 0) -> torch.nn.Module:
-    """A tiny random model of `family` whose weights are large enough that every unit matters."""
+def make_tiny_model(family: str, seed: int = 0, **overrides) -> torch.nn.Module:
+    """A tiny random model of `family` (config fields in `overrides` replaced) whose every unit matters."""
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(TINY_CONFIGS[family]()).eval()
+    config = TINY_CONFIGS[family]()
+    for name, value in overrides.items():
+        setattr(config, name, value)
+    model = AutoModelForCausalLM.from_config(config).eval()
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if "norm" in name:

@@ -2,7 +2,7 @@
 
 Every supported family is a pre-norm Llama-style decoder whose weights have the same names as the pruned model's, so
 converting is a matter of translating the config and re-using the tensors. A pruned model can be written back in its
-source architecture (a "stock" checkpoint vLLM, llama.cpp and TGI read) whenever that architecture can express it.
+source architecture (a "stock" checkpoint that any transformers-based runtime reads) whenever that architecture can express it.
 """
 
 from __future__ import annotations

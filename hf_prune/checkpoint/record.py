@@ -48,6 +48,8 @@ class PruningRecord:
         healing: how the pruned model was healed by distillation (`hf-prune heal`): teacher, data and the SHA-256 of
             its token windows, tokens, steps, optimiser, LoRA rank, loss curve, held-out perplexity before and after,
             wall time; `None` if it was not.
+        serving: where the checkpoint runs besides transformers: `{"gguf": {"architecture", "notes"}}` for the layout
+            `hf-prune export --format gguf` writes for llama.cpp, or `{"gguf": {"refused": reason}}`.
 
     Example:
 
@@ -81,6 +83,7 @@ class PruningRecord:
     command: str | None = None
     quantization: dict[str, Any] | None = None
     healing: dict[str, Any] | None = None
+    serving: dict[str, Any] | None = None
     hf_prune_version: str = ""
     created: str = ""
 

@@ -14,6 +14,7 @@ from typing import Literal
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..architecture.families import to_pruned, to_stock
+from ..architecture.gguf_layout import gguf_layout
 from ..errors import FormatError, OutputExistsError
 from .record import PruningRecord
 from .streamed import is_streamed, write_streamed_weights
@@ -137,6 +138,7 @@ def save_pruned(
     to_write, written_format, reason = resolve_format(model, format)
     record.format, record.format_reason = written_format, reason
     record.architecture = type(to_write).__name__
+    record.serving = serving_facts(to_write.config)
     if quantize is not None:
         if is_streamed(model):
             raise FormatError("a layer-streamed model cannot be quantized while it is written; quantize the saved checkpoint")
@@ -175,3 +177,21 @@ def save_pruned(
                 (staging / name).write_text(content, encoding="utf-8")
     return record
 
+
+def serving_facts(config) -> dict:
+    """Where the saved checkpoint runs besides transformers: the GGUF layout llama.cpp gets, or why there is none.
+
+    Example:
+
+    ```python
+    >>> from transformers import LlamaConfig
+    >>> from hf_prune.checkpoint.save import serving_facts
+    >>> serving_facts(LlamaConfig(num_hidden_layers=2))
+    {'gguf': {'architecture': 'llama', 'notes': []}}
+    ```
+    """
+    try:
+        layout = gguf_layout(config)
+    except FormatError as error:
+        return {"gguf": {"refused": str(error)}}
+    return {"gguf": {"architecture": layout.architecture, "notes": layout.notes}}

@@ -1,9 +1,10 @@
-"""`hf-prune export`: a pruned checkpoint to ONNX with a KV cache, checked against PyTorch."""
+"""`hf-prune export`: a pruned checkpoint to ONNX (with a KV cache, checked on ONNX Runtime) or to GGUF (llama.cpp)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import torch
 
@@ -14,20 +15,35 @@ from ..errors import FormatError
 def register(commands) -> None:
     parser = commands.add_parser(
         "export",
-        help="export a (pruned) checkpoint to ONNX with a KV cache",
-        description="Export DIR (any format, including heterogeneous per-layer widths) to ONNX prefill and decode "
-        "graphs with transformers' ONNX exporter, then check them on ONNX Runtime against PyTorch: logits on a "
-        "prompt and greedy tokens. Needs hf-prune[onnx].",
+        help="export a (pruned) checkpoint to ONNX with a KV cache, or to GGUF for llama.cpp",
+        description="Export DIR (any format, including heterogeneous per-layer widths). --format onnx (the default) "
+        "writes ONNX prefill and decode graphs with transformers' ONNX exporter and checks them on ONNX Runtime "
+        "against PyTorch (needs hf-prune[onnx]). --format gguf writes one GGUF file for llama.cpp with the gguf "
+        "package (needs hf-prune[gguf]): stock checkpoints as their own architecture, heterogeneous ones as 'deci' "
+        "with per-layer head counts and MLP widths; when llama-cpp-python is installed it checks greedy tokens in "
+        "llama.cpp against PyTorch.",
     )
     parser.add_argument("model", metavar="DIR", help="checkpoint directory (or a Hub id, or smollm2-135m)")
-    parser.add_argument("--output", required=True, metavar="OUT", help="directory to write (must be new or empty)")
-    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it is not empty")
+    parser.add_argument("--format", choices=("onnx", "gguf"), default="onnx", help="what to write (default: onnx)")
+    parser.add_argument(
+        "--output", required=True, metavar="OUT", help="ONNX: a directory to write (new or empty); GGUF: the .gguf file"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    parser.add_argument(
+        "--outtype", choices=("f32", "f16", "bf16", "q8_0"), default="f16", help="GGUF weight type (default: f16)"
+    )
+    parser.add_argument(
+        "--pre-tokenizer", metavar="NAME", help="GGUF: llama.cpp's pre-tokenizer name, for a byte-level BPE tokenizer "
+        "hf-prune does not recognise (it recognises GPT-2's and SmolLM's)"
+    )
     parser.add_argument("--check-tokens", type=int, default=16, metavar="N", help="greedy tokens compared (default: 16; 0 skips)")
     parser.add_argument("--json", action="store_true", help="print the check as JSON")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
+    if args.format == "gguf":
+        return run_gguf(args)
     from ..checkpoint.save import check_output_dir
     from ..export.onnx import export_onnx, load_onnx, require_onnx
 
@@ -67,3 +83,68 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             )
         print(line)
     return 0
+
+
+CHECK_PROMPT = "The pruned model and the exported one agree on"
+
+
+def run_gguf(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    from ..errors import OutputExistsError
+    from ..export.gguf import export_gguf, llama_cpp_greedy, require_gguf
+
+    require_gguf()
+    if os.path.exists(args.output) and not args.overwrite:
+        raise OutputExistsError(f"{args.output} exists; pass --overwrite to replace it")
+    loaded = load_model(args.model, require_supported=False)
+    written = export_gguf(
+        loaded.model,
+        args.output,
+        tokenizer=loaded.tokenizer,
+        outtype=args.outtype,
+        pre_tokenizer=args.pre_tokenizer,
+        overwrite=args.overwrite,
+    )
+    report = {"output": args.output, "architecture": written.architecture, "outtype": written.outtype, "notes": written.notes}
+    checked = bool(args.check_tokens) and importlib.util.find_spec("llama_cpp") is not None
+    if checked:
+        prompt = loaded.tokenizer(CHECK_PROMPT).input_ids
+        tokens, _ = llama_cpp_greedy(written.path, prompt, args.check_tokens)
+        with torch.no_grad():
+            reference = loaded.model.generate(
+                torch.tensor([prompt]),
+                attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                max_new_tokens=args.check_tokens,
+                do_sample=False,
+                use_cache=_can_cache(loaded.model),
+            )[0, len(prompt) :].tolist()
+        agree = next((index for index, (ours, theirs) in enumerate(zip(tokens, reference)) if ours != theirs), None)
+        report["greedy_tokens_equal"] = agree is None
+        report["checked_tokens"] = args.check_tokens
+        if agree is not None and written.outtype == "f32":
+            os.remove(written.path)
+            raise FormatError(
+                f"llama.cpp generates different greedy tokens than PyTorch from token {agree} on; nothing was kept"
+            )
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    line = f"exported {args.model} to {args.output} (GGUF, {written.architecture}, {written.outtype})"
+    if checked:
+        line += (
+            f"; in llama.cpp {args.check_tokens} greedy tokens "
+            + ("identical to PyTorch" if report["greedy_tokens_equal"] else f"differ from PyTorch ({written.outtype} rounding)")
+        )
+    elif args.check_tokens:
+        line += "; not run in llama.cpp (pip install llama-cpp-python to check it)"
+    print(line)
+    for note in written.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def _can_cache(model) -> bool:
+    """transformers reads the cache length from layer 0, so a model whose layer 0 has no attention decodes uncached."""
+    layer_types = getattr(model.config, "layer_types", None) or []
+    return not layer_types or layer_types[0] != "mlp"

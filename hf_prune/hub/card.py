@@ -148,6 +148,8 @@ def render_model_card(
         quantization=record.quantization,
         healing=_healing_summary(record.healing),
         shot_healing=_shot_healing_summary((record.scores or {}).get("shot_healing")),
+        gguf=(record.serving or {}).get("gguf"),
+        gguf_name=f"{model_name}-f16.gguf",
     )
     return str(card)
 
