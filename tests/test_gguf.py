@@ -15,11 +15,11 @@ import pytest
 import torch
 
 import hf_prune
-from hf_prune.errors import FormatError, OutputExistsError
 from hf_prune.architecture.gguf_layout import ZERO_MLP_WIDTH
+from hf_prune.errors import FormatError, OutputExistsError
 from hf_prune.export.gguf import export_gguf, llama_cpp_greedy
-from tests.test_cli import hf_prune as hf_prune_cli
 from tests.conftest import heterogeneous, make_tiny_model, requires_shared, requires_smollm2, train_tokenizer
+from tests.test_cli import hf_prune as hf_prune_cli
 
 gguf = pytest.importorskip("gguf", reason="GGUF export needs the gguf package: pip install 'hf-prune[gguf]'")
 requires_llama_cpp = pytest.mark.skipif(

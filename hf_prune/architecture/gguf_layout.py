@@ -120,4 +120,4 @@ def gguf_layout(config: PretrainedConfig) -> GGUFLayout:
 
 
 
-__all__ = ["GGUFLayer", "GGUFLayout", "STOCK_ARCHITECTURES", "ZERO_MLP_WIDTH", "gguf_layout"]
+__all__ = ["STOCK_ARCHITECTURES", "ZERO_MLP_WIDTH", "GGUFLayer", "GGUFLayout", "gguf_layout"]

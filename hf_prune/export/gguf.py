@@ -368,4 +368,4 @@ def llama_cpp_greedy(path: str | Path, input_ids: list[int], max_new_tokens: int
         runtime.close()
 
 
-__all__ = ["GGUFExport", "OUTTYPES", "export_gguf", "llama_cpp_greedy", "require_gguf"]
+__all__ = ["OUTTYPES", "GGUFExport", "export_gguf", "llama_cpp_greedy", "require_gguf"]
