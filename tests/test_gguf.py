@@ -97,6 +97,14 @@ def test_what_gguf_cannot_express_is_refused_and_nothing_is_written(tmp_path, to
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_quantized_model_is_refused(tmp_path, tokenizer):
+    pytest.importorskip("optimum.quanto", reason="quantization needs optimum-quanto: pip install 'hf-prune[quant]'")
+    model = hf_prune.quantize_weights(tiny_model("llama", tokenizer), "int8")
+    with pytest.raises(FormatError, match="float model"):
+        export_gguf(model, tmp_path / "quantized.gguf", tokenizer=tokenizer)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_existing_file_is_kept_without_overwrite(tmp_path, tokenizer):
     target = tmp_path / "model.gguf"
     target.write_text("keep me")

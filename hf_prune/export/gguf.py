@@ -114,6 +114,10 @@ def export_gguf(
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    from ..quantization.quanto import is_quantized
+
+    if is_quantized(model):
+        raise FormatError("cannot export an optimum-quanto model to GGUF; export the float model (--outtype q8_0 quantizes)")
     config = model.config
     layout = gguf_layout(config)
     architecture, layers, notes = layout.architecture, layout.layers, layout.notes
