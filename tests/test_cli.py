@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,9 @@ def test_prune_writes_a_checkpoint_that_loads_natively(tiny_checkpoint, tmp_path
     assert "wrote stock checkpoint" in result.stdout
     files = {path.name for path in out.iterdir()}
     assert {"config.json", "model.safetensors", "pruning.json", "README.md", "report.md", "tokenizer.json"} <= files
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {oct(path.stat().st_mode & 0o777) for path in out.iterdir()} == {oct(0o666 & ~umask)}  # shareable weights
     record = json.loads((out / "pruning.json").read_text())
     assert record["method"] == "block-influence" and record["layers_after"] == 3
     assert record["calibration"]["num_samples"] == 4 and record["calibration"]["seq_len"] == 32

@@ -67,6 +67,21 @@ def test_speed_measurement_reports_the_contract_fields():
     assert kv_cache_bytes_per_token(pruned.config) == 2 * 4 * (2 * 8 + 3 * 8 + 3 * 8)
 
 
+def test_report_lists_parameters_and_kv_cache_once(tmp_path):
+    from hf_prune.evaluation.report import render_report
+
+    dense = make_tiny_model("llama")
+    pruned = hf_prune.remove_layers(dense, [3])
+    prompt = torch.arange(1, 17)
+    record = hf_prune.save_pruned(pruned, tmp_path / "out", model_card=False)
+    record.evaluation["speed"] = {
+        name: measure_speed(model, prompt, new_tokens=2, repeats=1) for name, model in (("dense", dense), ("pruned", pruned))
+    }
+    report = render_report(record.to_dict(), {"scoring": 1.0})
+    assert report.count("| parameters |") == 1 and report.count("| KV cache per token |") == 1
+    assert "| decode tokens/s |" in report
+
+
 @pytest.mark.parametrize("seq_len", [16, 64])
 def test_perplexity_matches_plain_loss_on_a_tiny_checkpoint(tiny_checkpoint, seq_len):
     loaded = hf_prune.load_model(tiny_checkpoint)

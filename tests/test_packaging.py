@@ -23,6 +23,7 @@ def test_every_subpackage_is_listed_in_pyproject():
 def test_checkpoint_code_imports_only_torch_and_transformers():
     """The two files copied into pruned checkpoints must run where hf_prune is not installed."""
     allowed = {"torch", "transformers", "huggingface_hub"} | set(sys.stdlib_module_names)
+    siblings = {"configuration_pruned", "modeling_pruned"}
     for name in ("configuration_pruned.py", "modeling_pruned.py"):
         tree = ast.parse((ARCHITECTURE / name).read_text())
         for node in ast.walk(tree):
@@ -30,6 +31,10 @@ def test_checkpoint_code_imports_only_torch_and_transformers():
                 modules = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
                 modules = [node.module]
+            elif isinstance(node, ast.ImportFrom):
+                # Relative imports resolve inside the checkpoint folder: only its sibling file exists there.
+                assert node.level == 1 and node.module in siblings, f"{name} imports {'.' * node.level}{node.module}"
+                continue
             else:
                 continue
             for module in modules:

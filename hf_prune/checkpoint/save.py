@@ -65,6 +65,11 @@ def atomic_directory(output_dir: str | Path, overwrite: bool = False) -> Iterato
     os.chmod(staging, 0o777 & ~umask)
     try:
         yield staging
+        # Some writers go through private temporary files (transformers 5.25 leaves model.safetensors at 0600):
+        # give every file the permissions a new file gets, so the checkpoint can be shared and served.
+        for path in staging.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                os.chmod(path, 0o666 & ~umask)
         if final.exists():
             # Move the old directory aside first, so the rename below cannot meet a non-empty target.
             retired = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))

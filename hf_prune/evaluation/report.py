@@ -135,6 +135,8 @@ def render_report(record: dict, timings: dict[str, float]) -> str:
         )
     table, settings = speed_rows(evaluation)
     for row in table:
+        if row["name"] in ("parameters", "KV cache per token"):
+            continue  # already in the table's first rows, from the record
         lines.append(f"| {row['name']} | {row['dense']} | {row['pruned']} | |")
     if settings:
         lines += ["", f"Speed: {settings}."]

@@ -75,12 +75,13 @@ def pagerank_chain(
     first_input: torch.Tensor,
     outputs: Sequence[torch.Tensor],
     *,
-    variant: str = "wpr",
-    gamma: float = 0.9,
-    theta: float = 0.5,
+    variant: str = LLMRankConfig.variant,
+    gamma: float = LLMRankConfig.gamma,
+    theta: float = LLMRankConfig.theta,
 ) -> list[torch.Tensor]:
     """One sweep along a chain of linears (a DAG, so no power iteration): each linear's output importance feeds the
-    next as its input importance; the first starts from its normalised input norms `first_input`."""
+    next as its input importance; the first starts from its normalised input norms `first_input`. The defaults are
+    `LLMRankConfig`'s, so a call without options scores as `hf-prune prune --method llm-rank` does."""
     importances, p = [], _normalised(first_input.to(torch.float64))
     for weight, a_out in zip(weights, outputs):
         p = pagerank_step(weight, p, a_out, variant=variant, gamma=gamma, theta=theta)
