@@ -9,6 +9,7 @@ Example:
 >>> loaded = hf_prune.load_model("smollm2-135m")  # doctest: +SKIP
 >>> pruned = hf_prune.remove_layers(loaded.model, [20, 21, 22])  # doctest: +SKIP
 >>> hf_prune.save_pruned(pruned, "smollm2-27l", tokenizer=loaded.tokenizer)  # doctest: +SKIP
+
 ```
 """
 

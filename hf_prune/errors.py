@@ -22,6 +22,7 @@ class HfPruneError(Exception):
     ... except hf_prune.HfPruneError as error:
     ...     print(type(error).__name__)
     ModelNotFoundError
+
     ```
     """
 

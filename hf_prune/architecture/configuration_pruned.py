@@ -66,6 +66,7 @@ class PrunedConfig(PreTrainedConfig):
     >>> model = PrunedForCausalLM(config)
     >>> model.model.layers[1].self_attn.num_heads
     2
+
     ```
     """
 

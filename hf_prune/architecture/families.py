@@ -106,6 +106,7 @@ def get_family(model_type: str) -> Family:
     >>> from hf_prune.architecture.families import get_family
     >>> get_family("qwen3").qk_norm
     True
+
     ```
     """
     try:
@@ -126,6 +127,7 @@ def pruned_config_from(config: PretrainedConfig) -> PrunedConfig:
     >>> from hf_prune.architecture.families import pruned_config_from
     >>> pruned_config_from(Qwen2Config(hidden_size=64, num_attention_heads=4, num_key_value_heads=2)).attention_bias
     True
+
     ```
     """
     if isinstance(config, PrunedConfig):
@@ -162,6 +164,7 @@ def stock_config_from(config: PrunedConfig) -> PretrainedConfig:
     >>> from hf_prune.architecture.families import stock_config_from
     >>> stock_config_from(PrunedConfig(hidden_size=64, num_attention_heads=4, num_hidden_layers=3)).model_type
     'llama'
+
     ```
     """
     from transformers import AutoConfig
@@ -271,6 +274,7 @@ def to_pruned(model: PreTrainedModel) -> PrunedForCausalLM:
     ...                                       num_attention_heads=4, vocab_size=128))
     >>> to_pruned(source).config.model_type
     'hf_pruned'
+
     ```
     """
     if isinstance(model, PrunedForCausalLM):
@@ -295,6 +299,7 @@ def to_stock(model: PrunedForCausalLM) -> PreTrainedModel:
     >>> model = hf_prune.remove_layers(source, [1])  # doctest: +SKIP
     >>> type(to_stock(model)).__name__  # doctest: +SKIP
     'LlamaForCausalLM'
+
     ```
     """
     from transformers import MODEL_FOR_CAUSAL_LM_MAPPING

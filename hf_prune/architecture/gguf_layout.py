@@ -62,6 +62,7 @@ def gguf_layout(config: PretrainedConfig) -> GGUFLayout:
     >>> from hf_prune.architecture.gguf_layout import gguf_layout
     >>> gguf_layout(LlamaConfig(num_hidden_layers=2)).architecture
     'llama'
+
     ```
     """
     model_type = config.model_type

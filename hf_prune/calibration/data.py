@@ -72,6 +72,7 @@ def builtin_text(split: Split = "calibration") -> str:
     >>> from hf_prune.calibration import builtin_text
     >>> builtin_text("calibration")[:22]
     'The "assert" statement'
+
     ```
     """
     if importlib.util.find_spec("pydoc_data") is None:
@@ -103,6 +104,7 @@ def load_text(source: str | Path | None = None, split: Split = "calibration", *,
     >>> from hf_prune.calibration import load_text
     >>> load_text("builtin-eval").source
     'builtin-eval'
+
     ```
     """
     name = str(source) if source is not None else (BUILTIN if split == "calibration" else BUILTIN_EVAL)
@@ -194,6 +196,7 @@ def token_windows(
     >>> from hf_prune.calibration import token_windows
     >>> token_windows(list(range(10)), 4, bos_token_id=1).tolist()
     [[1, 0, 1, 2], [1, 3, 4, 5], [1, 6, 7, 8]]
+
     ```
     """
     if seq_len < 2:
@@ -301,6 +304,7 @@ def load_calibration(
     >>> data = hf_prune.load_calibration(loaded.tokenizer, num_samples=8, seq_len=128)  # doctest: +SKIP
     >>> data.input_ids.shape, data.source  # doctest: +SKIP
     (torch.Size([8, 128]), 'builtin')
+
     ```
     """
     max_chars = num_samples * seq_len * 8 if num_samples is not None else None

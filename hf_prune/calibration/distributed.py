@@ -44,6 +44,7 @@ def shard(items: Sequence[T]) -> list[T]:
     >>> from hf_prune.calibration.distributed import shard
     >>> shard([0, 1, 2, 3, 4])  # with 2 processes: [0, 1, 2] in the first, [3, 4] in the second
     [0, 1, 2, 3, 4]
+
     ```
     """
     state = process_state()

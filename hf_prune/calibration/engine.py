@@ -53,6 +53,7 @@ class Statistic(ABC):
     ...         return {"embed": model.base_model.embed_tokens}
     ...     def update(self, key, inputs, output, mask, batch_index):
     ...         self.add("tokens", torch.tensor(float(tokens_of(output, mask).shape[0])))
+
     ```
     """
 
@@ -127,8 +128,19 @@ def collect(
     Example:
 
     ```python
-    >>> stat = BlockInfluenceStatistic()  # doctest: +SKIP
-    >>> collect(model, calibration, [stat], batch_size=4)  # doctest: +SKIP
+    >>> import torch
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> from hf_prune.calibration import CalibrationData
+    >>> from hf_prune.calibration.engine import collect
+    >>> from hf_prune.scoring.block_influence.method import LayerSimilarity
+    >>> model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64,
+    ...     num_hidden_layers=3, num_attention_heads=4)).eval()
+    >>> data = CalibrationData(torch.randint(0, 64, (4, 16)), source="random")
+    >>> similarity = LayerSimilarity()
+    >>> collect(model, data, [similarity], batch_size=2, progress=False)
+    >>> similarity.num_layers
+    3
+
     ```
     """
     if batches is None:

@@ -94,6 +94,7 @@ def builtin_checkpoint(alias: str) -> Path:
     >>> from hf_prune.checkpoint import builtin_checkpoint
     >>> (builtin_checkpoint("smollm2-135m") / "config.json").exists()  # doctest: +SKIP
     True
+
     ```
     """
     builtin = BUILTIN_MODELS[alias]
@@ -163,6 +164,7 @@ def load_model(
     >>> loaded = hf_prune.load_model("smollm2-135m")  # doctest: +SKIP
     >>> loaded.source, loaded.model.config.num_hidden_layers  # doctest: +SKIP
     ('HuggingFaceTB/SmolLM2-135M-Instruct', 30)
+
     ```
     """
     path, source, license = resolve_model(model, revision, token, local_files_only, require_supported)
@@ -240,6 +242,7 @@ def load_tokenizer(
     >>> from hf_prune.checkpoint import load_tokenizer
     >>> load_tokenizer("smollm2-135m")("Hello").input_ids  # doctest: +SKIP
     [19556]
+
     ```
     """
     name = os.fspath(model)

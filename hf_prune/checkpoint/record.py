@@ -57,6 +57,7 @@ class PruningRecord:
     >>> record = PruningRecord.load("pruned-smollm2")  # doctest: +SKIP
     >>> record.removed_layers  # doctest: +SKIP
     [17, 18, 19, 20, 21, 22, 24]
+
     ```
     """
 

@@ -32,6 +32,7 @@ def check_output_dir(output_dir: str | Path, overwrite: bool = False) -> Path:
     >>> from hf_prune.checkpoint import check_output_dir
     >>> check_output_dir("/tmp/surely-not-there-yet").name
     'surely-not-there-yet'
+
     ```
     """
     path = Path(output_dir)
@@ -54,6 +55,7 @@ def atomic_directory(output_dir: str | Path, overwrite: bool = False) -> Iterato
     >>> from hf_prune.checkpoint import atomic_directory
     >>> with atomic_directory("/tmp/hf-prune-example", overwrite=True) as tmp:
     ...     _ = (tmp / "hello.txt").write_text("hi")
+
     ```
     """
     final = check_output_dir(output_dir, overwrite).absolute()
@@ -136,6 +138,7 @@ def save_pruned(
     >>> model = hf_prune.remove_layers(model, [10, 11])  # doctest: +SKIP
     >>> hf_prune.save_pruned(model, "smollm2-28-layers", tokenizer=tokenizer).format  # doctest: +SKIP
     'stock'
+
     ```
     """
     check_output_dir(output_dir, overwrite)
@@ -193,6 +196,7 @@ def serving_facts(config) -> dict:
     >>> from hf_prune.checkpoint.save import serving_facts
     >>> serving_facts(LlamaConfig(num_hidden_layers=2))
     {'gguf': {'architecture': 'llama', 'notes': []}}
+
     ```
     """
     try:

@@ -44,6 +44,7 @@ def load_streamed(
     >>> from hf_prune.checkpoint import load_streamed
     >>> model = load_streamed("llama-70b-checkpoint")  # doctest: +SKIP
     >>> scores = get_method_config("block-influence").build().score(model, data)  # doctest: +SKIP
+
     ```
     """
     directory = Path(directory)
@@ -102,6 +103,7 @@ def layers_with_weights(model: PreTrainedModel):
     ```python
     >>> for index, layer in layers_with_weights(model):  # doctest: +SKIP
     ...     print(index, layer.mlp.up_proj.weight.abs().mean())
+
     ```
     """
     if not is_streamed(model):

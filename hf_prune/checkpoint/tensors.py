@@ -26,6 +26,7 @@ class CheckpointTensors:
     >>> tensors = CheckpointTensors("../shared/models/stories260k")  # doctest: +SKIP
     >>> tensors.read("model.norm.weight").shape  # doctest: +SKIP
     torch.Size([64])
+
     ```
     """
 

@@ -23,6 +23,7 @@ def read_safetensors_shapes(directory: str | Path) -> dict[str, list[int]]:
     >>> from hf_prune.checkpoint import read_safetensors_shapes
     >>> read_safetensors_shapes("../shared/models/stories260k")["model.norm.weight"]  # doctest: +SKIP
     [64]
+
     ```
     """
     shapes: dict[str, list[int]] = {}
@@ -55,6 +56,7 @@ def check_checkpoint(directory: str | Path) -> PretrainedConfig:
     >>> from hf_prune.checkpoint import check_checkpoint
     >>> check_checkpoint("../shared/models/stories260k").num_hidden_layers  # doctest: +SKIP
     5
+
     ```
     """
     config = load_config(directory)

@@ -39,6 +39,7 @@ def compare_models(
     >>> from hf_prune.evaluation import compare_models
     >>> compare_models(dense, pruned, tokenizer, ["builtin-eval"], max_windows=4)["perplexity"][0]["pruned"]  # doctest: +SKIP
     31.2
+
     ```
     """
     results = []

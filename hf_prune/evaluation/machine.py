@@ -30,6 +30,7 @@ def describe_machine() -> dict:
     >>> from hf_prune.evaluation import describe_machine
     >>> sorted(describe_machine())[:3]
     ['cores', 'cpu', 'date']
+
     ```
     """
     return {

@@ -85,6 +85,7 @@ def perplexity(
     >>> loaded = hf_prune.load_model("smollm2-135m")  # doctest: +SKIP
     >>> perplexity(loaded.model, loaded.tokenizer, "builtin-eval", max_windows=4)["windows"]  # doctest: +SKIP
     4
+
     ```
     """
     if not isinstance(text, Text):

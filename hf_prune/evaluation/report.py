@@ -100,6 +100,7 @@ def render_report(record: dict, timings: dict[str, float]) -> str:
     ```python
     >>> print(render_report(record.to_dict(), {"scoring": 12.5}).splitlines()[0])  # doctest: +SKIP
     # hf-prune run report
+
     ```
     """
     evaluation = record.get("evaluation") or {}

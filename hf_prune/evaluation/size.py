@@ -17,6 +17,7 @@ def count_parameters(model_or_config: PreTrainedModel | PretrainedConfig) -> int
     >>> count_parameters(LlamaConfig(vocab_size=10, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
     ...                              num_attention_heads=2, tie_word_embeddings=True))
     744
+
     ```
     """
     model = model_or_config
@@ -37,6 +38,7 @@ def kv_cache_bytes_per_token(config: PretrainedConfig, dtype: torch.dtype = torc
     >>> kv_cache_bytes_per_token(LlamaConfig(num_hidden_layers=2, hidden_size=64, num_attention_heads=4,
     ...                                      num_key_value_heads=2), torch.float16)
     256
+
     ```
     """
     element = torch.empty((), dtype=dtype).element_size()

@@ -103,6 +103,7 @@ def measure_speed(
     >>> from hf_prune.evaluation import measure_speed
     >>> measure_speed(model, prompt_ids, new_tokens=32)["decode_tokens_per_s"]  # doctest: +SKIP
     41.7
+
     ```
     """
     device = input_device(model)

@@ -104,6 +104,7 @@ def export_gguf(
     >>> written = export_gguf(model, tempfile.mkdtemp() + "/tiny.gguf", tokenizer=tokenizer, outtype="f32")
     >>> written.architecture, written.tokenizer_model
     ('llama', 'gpt2')
+
     ```
     """
     require_gguf()

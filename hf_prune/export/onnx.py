@@ -73,6 +73,7 @@ def export_onnx(
     >>> loaded = hf_prune.load_model("runs/smollm2-transact")  # doctest: +SKIP
     >>> export_onnx(loaded.model, "runs/smollm2-transact-onnx", tokenizer=loaded.tokenizer)  # doctest: +SKIP
     >>> load_onnx("runs/smollm2-transact-onnx").generate(input_ids, max_new_tokens=20)  # doctest: +SKIP
+
     ```
     """
     require_onnx()
@@ -111,6 +112,7 @@ class OnnxGenerator:
     >>> from hf_prune.export import load_onnx
     >>> generator = load_onnx("runs/smollm2-transact-onnx")  # doctest: +SKIP
     >>> generator.generate(tokenizer("Hello", return_tensors="pt").input_ids, max_new_tokens=8)  # doctest: +SKIP
+
     ```
     """
 

@@ -32,6 +32,7 @@ class HealingConfig:
     32
     >>> HealingConfig.from_dict(config.to_dict()) == config
     True
+
     ```
     """
 

@@ -84,6 +84,7 @@ def heal(
     ```python
     >>> import hf_prune
     >>> hf_prune.heal("runs/smollm2-block-influence", "runs/smollm2-healed", tokens=32_768)  # doctest: +SKIP
+
     ```
     """
     config = config or HealingConfig(**options)
@@ -174,6 +175,7 @@ class ShotHealer:
     >>> result = method.prune(teacher, data, PruningTarget(ratio=0.5), progress=False, between_shots=healer)
     >>> [run["shot"] for run in healer.runs]
     [1, 2]
+
     ```
     """
 

@@ -198,6 +198,7 @@ def heal_model(
     >>> result = heal_model(student, teacher, windows, HealingConfig(steps=2, seq_len=16, batch_size=2), progress=False)
     >>> result.facts["steps"], len(result.facts["loss_curve"])
     (2, 2)
+
     ```
     """
     if config.loss != "ce" and teacher is None:

@@ -98,6 +98,7 @@ def render_model_card(
     >>> card = render_model_card(PruningRecord.load("pruned-smollm2"), repo_id="me/smollm2-22l")  # doctest: +SKIP
     >>> card.splitlines()[0]  # doctest: +SKIP
     '---'
+
     ```
     """
     source_short = record.source_model.rstrip("/").split("/")[-1]

@@ -19,6 +19,7 @@ def profile_rows(record: PruningRecord | dict) -> list[dict]:
     >>> rows = profile_rows(PruningRecord.load("pruned-smollm2"))  # doctest: +SKIP
     >>> rows[0]["kept"], rows[0]["attention_kept"]  # doctest: +SKIP
     (True, 1.0)
+
     ```
     """
     data = record.to_dict() if isinstance(record, PruningRecord) else record
@@ -80,6 +81,7 @@ def profile_png(record: PruningRecord | dict) -> bytes:
     >>> from hf_prune.hub import profile_png
     >>> profile_png(PruningRecord.load("pruned-smollm2"))[:4]  # doctest: +SKIP
     b'\\x89PNG'
+
     ```
     """
     from matplotlib import pyplot as plt

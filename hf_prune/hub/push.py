@@ -182,6 +182,7 @@ def push_to_hub(
     >>> result = hf_prune.push_to_hub("runs/smollm2-block-influence", "me/smollm2-22l")  # doctest: +SKIP
     >>> result.created_commit  # doctest: +SKIP
     True
+
     ```
     """
     record = read_checkpoint(directory)

@@ -37,6 +37,7 @@ def render_space_card(space_id: str, model_id: str, record: PruningRecord) -> st
     >>> card = render_space_card("me/smollm2-demo", "me/smollm2-22l", PruningRecord.load("pruned-smollm2"))  # doctest: +SKIP
     >>> "sdk: gradio" in card  # doctest: +SKIP
     True
+
     ```
     """
     base = record.source_model if looks_like_hub_id(record.source_model) else ""
@@ -91,6 +92,7 @@ def push_space(
     >>> record = PruningRecord.load("pruned-smollm2")  # doctest: +SKIP
     >>> push_space(HfApi(), "me/smollm2-demo", "me/smollm2-22l", record, endpoint="https://huggingface.co")  # doctest: +SKIP
     'https://huggingface.co/spaces/me/smollm2-demo'
+
     ```
     """
     operations = space_operations(space_id, model_id, record)

@@ -57,6 +57,7 @@ def quantize_weights(
     >>> import hf_prune
     >>> from hf_prune.quantization import quantize_weights
     >>> model = quantize_weights(hf_prune.remove_layers(model, [20, 21]), "int8")  # doctest: +SKIP
+
     ```
     """
     if weights not in WEIGHT_TYPES:
@@ -109,6 +110,7 @@ def load_quantized(directory: str | Path) -> PreTrainedModel:
     ```python
     >>> from hf_prune.quantization import load_quantized
     >>> model = load_quantized("smollm2-22l-int8")  # doctest: +SKIP
+
     ```
     """
     require_quanto()

@@ -30,6 +30,7 @@ class Scores:
     ```python
     >>> Scores("block-influence", layer_scores=[0.3, 0.01, 0.2]).to_dict()
     {'method': 'block-influence', 'layer_scores': [0.3, 0.01, 0.2]}
+
     ```
     """
 
@@ -60,6 +61,7 @@ class PruningTarget:
     ```python
     >>> PruningTarget(ratio=0.25).layers_to_remove(30)
     8
+
     ```
     """
 

@@ -37,6 +37,7 @@ def get_method_config(method: str, **options: Any) -> MethodConfig:
     >>> from hf_prune.scoring import get_method_config
     >>> get_method_config("block-influence", metric="angular")
     BlockInfluenceConfig(metric='angular', iterative=False, contiguous=False)
+
     ```
     """
     if method not in METHODS:

@@ -20,6 +20,7 @@ def remove_lowest_layers(layer_scores: Sequence[float], count: int) -> PruningPl
     ```python
     >>> remove_lowest_layers([0.5, 0.1, 0.3, 0.2], 2).removed_layers
     [1, 3]
+
     ```
     """
     return PruningPlan(removed_layers=lowest(layer_scores, count))

@@ -36,6 +36,7 @@ def apply_plan(model: PreTrainedModel, plan: PruningPlan) -> PrunedForCausalLM:
     (3, 1)
     >>> pruned.pruning_trace.removed_layers
     [2]
+
     ```
     """
     model = to_pruned(model)

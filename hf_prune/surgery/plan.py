@@ -29,6 +29,7 @@ class PruningPlan:
     >>> plan = PruningPlan(removed_layers=[4], heads={0: [0, 1, 4, 5]}, neurons={1: list(range(64))})
     >>> plan.is_empty()
     False
+
     ```
     """
 

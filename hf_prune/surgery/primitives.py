@@ -47,6 +47,7 @@ def remove_layers(model: PreTrainedModel, layers: Iterable[int]) -> PrunedForCau
     >>> pruned = hf_prune.remove_layers(model, [21, 22, 23])  # doctest: +SKIP
     >>> pruned.config.num_hidden_layers  # doctest: +SKIP
     27
+
     ```
     """
     return apply_plan(model, PruningPlan(removed_layers=list(layers)))
@@ -66,6 +67,7 @@ def remove_heads(model: PreTrainedModel, heads: Mapping[int, Iterable[int]]) -> 
     >>> pruned = hf_prune.remove_heads(model, {4: [3, 4, 5]})  # doctest: +SKIP
     >>> pruned.model.layers[4].self_attn.num_key_value_heads  # doctest: +SKIP
     2
+
     ```
     """
     model = to_pruned(model)
@@ -79,6 +81,7 @@ def remove_kv_groups(model: PreTrainedModel, groups: Mapping[int, Iterable[int]]
 
     ```python
     >>> pruned = hf_prune.remove_kv_groups(model, {4: [1]})  # doctest: +SKIP
+
     ```
     """
     model = to_pruned(model)
@@ -102,6 +105,7 @@ def remove_rotary_pairs(model: PreTrainedModel, pairs: Mapping[int, Iterable[int
     >>> pruned = hf_prune.remove_rotary_pairs(model, {0: [30, 31]})  # doctest: +SKIP
     >>> pruned.model.layers[0].self_attn.head_dim  # doctest: +SKIP
     60
+
     ```
     """
     model = to_pruned(model)
@@ -123,6 +127,7 @@ def remove_neurons(model: PreTrainedModel, neurons: Mapping[int, Iterable[int]])
     >>> pruned = hf_prune.remove_neurons(model, {0: range(256)})  # doctest: +SKIP
     >>> pruned.model.layers[0].mlp.intermediate_size  # doctest: +SKIP
     1280
+
     ```
     """
     model = to_pruned(model)

@@ -39,6 +39,7 @@ class PruningTrace:
     >>> trace = PruningTrace.identity(PrunedConfig(num_hidden_layers=4, num_attention_heads=4, hidden_size=64))
     >>> trace.removed_layers
     []
+
     ```
     """
 

@@ -30,6 +30,7 @@ class BlockInfluenceConfig(MethodConfig):
     >>> from hf_prune.scoring import BlockInfluenceConfig
     >>> BlockInfluenceConfig(metric="angular").method
     'block-influence'
+
     ```
     """
 

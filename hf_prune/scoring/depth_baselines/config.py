@@ -17,6 +17,7 @@ class LastLayersConfig(MethodConfig):
     >>> from hf_prune.scoring import LastLayersConfig
     >>> LastLayersConfig().needs_calibration
     False
+
     ```
     """
 
@@ -40,6 +41,7 @@ class RandomLayersConfig(MethodConfig):
     >>> from hf_prune.scoring import RandomLayersConfig
     >>> RandomLayersConfig(seed=3).seed
     3
+
     ```
     """
 

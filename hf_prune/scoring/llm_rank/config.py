@@ -44,6 +44,7 @@ class LLMRankConfig(MLPWidthConfig):
     >>> from hf_prune.scoring import LLMRankConfig
     >>> LLMRankConfig(mlp_ratio=0.2).gamma
     0.0
+
     ```
     """
 

@@ -56,6 +56,7 @@ def pagerank_step(
     >>> w = torch.tensor([[1.0, 0.0], [1.0, 2.0]], dtype=torch.float64)
     >>> pagerank_step(w, torch.tensor([0.5, 0.5]).double(), torch.ones(2).double(), variant="mpr", gamma=0, theta=0)
     tensor([0.2500, 0.7500], dtype=torch.float64)
+
     ```
     """
     magnitude = weight.detach().to(torch.float64).abs()

@@ -31,6 +31,7 @@ class TransActConfig(WidthConfig):
     >>> from hf_prune.scoring import TransActConfig
     >>> TransActConfig(shots=4, gqa="groups").method
     'transact'
+
     ```
     """
 

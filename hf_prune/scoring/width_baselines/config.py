@@ -18,6 +18,7 @@ class MagnitudeConfig(WidthConfig):
     >>> from hf_prune.scoring import MagnitudeConfig
     >>> MagnitudeConfig(mlp_ratio=0.2).needs_calibration
     False
+
     ```
     """
 
@@ -41,6 +42,7 @@ class ActivationConfig(WidthConfig):
     >>> from hf_prune.scoring import ActivationConfig
     >>> ActivationConfig().method
     'activation'
+
     ```
     """
 
@@ -64,6 +66,7 @@ class WandaSPConfig(WidthConfig):
     >>> from hf_prune.scoring import WandaSPConfig
     >>> WandaSPConfig().method
     'wanda-sp'
+
     ```
     """
 
@@ -86,6 +89,7 @@ class RandomWidthConfig(WidthConfig):
     >>> from hf_prune.scoring import RandomWidthConfig
     >>> RandomWidthConfig(seed=1).seed
     1
+
     ```
     """
 
