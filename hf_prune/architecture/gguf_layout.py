@@ -30,11 +30,17 @@ STOCK_ARCHITECTURES = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "
 
 @dataclass
 class GGUFLayer:
-    """One decoder layer as llama.cpp reads it: 0 heads means no attention."""
+    """One decoder layer as llama.cpp reads it: 0 heads means no attention.
+
+    `zero_attention` and `zero_mlp` mark blocks the checkpoint does not have, written with zero weights (one head,
+    `ZERO_MLP_WIDTH` neurons) so that llama.cpp computes exactly what the checkpoint does.
+    """
 
     heads: int
     kv_heads: int
     intermediate_size: int
+    zero_attention: bool = False
+    zero_mlp: bool = False
 
 
 @dataclass
@@ -43,11 +49,13 @@ class GGUFLayout:
 
     Attributes:
         architecture: `llama`, `qwen2`, `qwen3` or `deci`.
+        head_dim: the one head size of every attention layer.
         layers: every layer's head counts and MLP width, workarounds included.
         notes: what the file does differently from the checkpoint, one sentence each (empty when it is exact).
     """
 
     architecture: str
+    head_dim: int
     layers: list[GGUFLayer]
     notes: list[str] = field(default_factory=list)
 
@@ -82,7 +90,7 @@ def gguf_layout(config: PretrainedConfig) -> GGUFLayout:
         )
     if model_type in STOCK_ARCHITECTURES:
         layer = GGUFLayer(config.num_attention_heads, config.num_key_value_heads, config.intermediate_size)
-        return GGUFLayout(STOCK_ARCHITECTURES[model_type], [layer] * config.num_hidden_layers, notes)
+        return GGUFLayout(STOCK_ARCHITECTURES[model_type], _head_dim(config), [layer] * config.num_hidden_layers, notes)
     if model_type != "hf_pruned":
         raise FormatError(
             f"GGUF export supports {', '.join(sorted(STOCK_ARCHITECTURES))} and hf-prune's pruned format, not {model_type!r}"
@@ -105,20 +113,25 @@ def gguf_layout(config: PretrainedConfig) -> GGUFLayout:
             scales.add(layer.softmax_scale)
         heads = layer.num_attention_heads if has_attention else 0
         kv_heads = layer.num_key_value_heads if has_attention else 0
-        width = layer.intermediate_size if "mlp" not in skip else ZERO_MLP_WIDTH
-        layers.append(GGUFLayer(heads, kv_heads, width))
+        has_mlp = "mlp" not in skip
+        width = layer.intermediate_size if has_mlp else ZERO_MLP_WIDTH
+        layers.append(GGUFLayer(heads, kv_heads, width, zero_mlp=not has_mlp))
     if len(scales) > 1:
         raise FormatError("GGUF cannot express per-layer softmax scales; llama.cpp has one scale for all layers")
     if layers[0].heads == 0:
-        layers[0] = GGUFLayer(1, 1, layers[0].intermediate_size)
+        layers[0] = GGUFLayer(1, 1, layers[0].intermediate_size, zero_attention=True, zero_mlp=layers[0].zero_mlp)
         notes.append("layer 0 has no attention: written with one zero head (llama.cpp reads the head size from layer 0)")
-    if any("mlp" in set(getattr(layer, "skip", None) or ()) for layer in config.per_layer_config):
+    if any(layer.zero_mlp for layer in layers):
         notes.append(
             f"layers without an MLP are written with a zero MLP of {ZERO_MLP_WIDTH} neurons (llama.cpp's deci graph "
             "would drop their attention output)"
         )
-    return GGUFLayout("deci", layers, notes)
+    return GGUFLayout("deci", _head_dim(config), layers, notes)
 
+
+def _head_dim(config: PretrainedConfig) -> int:
+    # Read once the layers are known to share it: a pruned config refuses the global value while they may differ.
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
 
 
 __all__ = ["STOCK_ARCHITECTURES", "ZERO_MLP_WIDTH", "GGUFLayer", "GGUFLayout", "gguf_layout"]

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..architecture.gguf_layout import GGUFLayer, gguf_layout
+from ..architecture.gguf_layout import GGUFLayout, gguf_layout
 from ..errors import FormatError, MissingDependencyError, OutputExistsError
 
 INSTALL_HINT = "pip install 'hf-prune[gguf]'"
@@ -121,20 +121,19 @@ def export_gguf(
         raise FormatError("cannot export an optimum-quanto model to GGUF; export the float model (--outtype q8_0 quantizes)")
     config = model.config
     layout = gguf_layout(config)
-    architecture, layers, notes = layout.architecture, layout.layers, layout.notes
     vocabulary = _vocabulary(tokenizer, config.vocab_size, pre_tokenizer)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with _atomic_file(path) as temporary:
-        writer = gguf.GGUFWriter(temporary, architecture)
-        _write_metadata(writer, config, architecture, layers, outtype)
+        writer = gguf.GGUFWriter(temporary, layout.architecture)
+        _write_metadata(writer, config, layout, outtype)
         vocabulary.write(writer, tokenizer)
-        _write_tensors(writer, model, architecture, layers, outtype)
+        _write_tensors(writer, model, layout, outtype)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-    return GGUFExport(path, architecture, outtype, vocabulary.model, notes)
+    return GGUFExport(path, layout.architecture, outtype, vocabulary.model, layout.notes)
 
 
 @contextlib.contextmanager
@@ -150,10 +149,10 @@ def _atomic_file(path: Path) -> Iterator[Path]:
         temporary.unlink(missing_ok=True)
 
 
-def _write_metadata(writer, config, architecture: str, layers: list[GGUFLayer], outtype: str) -> None:
+def _write_metadata(writer, config, layout: GGUFLayout, outtype: str) -> None:
     import gguf
 
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    head_dim, layers = layout.head_dim, layout.layers
     writer.add_name(getattr(config, "_name_or_path", "") or "hf-prune export")
     writer.add_context_length(config.max_position_embeddings)
     writer.add_embedding_length(config.hidden_size)
@@ -163,7 +162,7 @@ def _write_metadata(writer, config, architecture: str, layers: list[GGUFLayer], 
     writer.add_key_length(head_dim)
     writer.add_value_length(head_dim)
     writer.add_rope_dimension_count(head_dim)
-    if architecture == "deci":
+    if layout.architecture == "deci":
         writer.add_head_count([layer.heads for layer in layers])
         writer.add_head_count_kv([layer.kv_heads for layer in layers])
         writer.add_feed_forward_length([layer.intermediate_size for layer in layers])
@@ -189,13 +188,13 @@ def _write_metadata(writer, config, architecture: str, layers: list[GGUFLayer], 
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
 
-def _write_tensors(writer, model: PreTrainedModel, architecture: str, layers: list[GGUFLayer], outtype: str) -> None:
+def _write_tensors(writer, model: PreTrainedModel, layout: GGUFLayout, outtype: str) -> None:
     import gguf
 
     config = model.config
-    names = gguf.get_tensor_name_map(_model_arch(architecture), config.num_hidden_layers)
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    permute = architecture not in NEOX_ROPE_ARCHITECTURES
+    names = gguf.get_tensor_name_map(_model_arch(layout.architecture), config.num_hidden_layers)
+    head_dim = layout.head_dim
+    permute = layout.architecture not in NEOX_ROPE_ARCHITECTURES
     state = model.state_dict()
     for name, tensor in state.items():
         if name == "lm_head.weight" and config.tie_word_embeddings:
@@ -207,16 +206,15 @@ def _write_tensors(writer, model: PreTrainedModel, architecture: str, layers: li
         if permute and (".q_proj." in name or ".k_proj." in name):
             data = _interleave_rotary_halves(data, head_dim)
         _add(writer, gguf_name, data, outtype)
-    for index, layer in enumerate(layers):
-        written = _written_layer(config, index)
-        if layer.heads and not written["attention"]:
+    for index, layer in enumerate(layout.layers):
+        if layer.zero_attention:
             # One zero head: its output projection is zero, so the layer's output is exactly its input.
             hidden = config.hidden_size
             _add(writer, f"blk.{index}.attn_norm.weight", np.ones(hidden, np.float32), outtype)
             for part, shape in (("q", (head_dim, hidden)), ("k", (head_dim, hidden)), ("v", (head_dim, hidden))):
                 _add(writer, f"blk.{index}.attn_{part}.weight", np.zeros(shape, np.float32), outtype)
             _add(writer, f"blk.{index}.attn_output.weight", np.zeros((hidden, head_dim), np.float32), outtype)
-        if not written["mlp"]:
+        if layer.zero_mlp:
             hidden, width = config.hidden_size, layer.intermediate_size
             _add(writer, f"blk.{index}.ffn_norm.weight", np.ones(hidden, np.float32), outtype)
             _add(writer, f"blk.{index}.ffn_gate.weight", np.zeros((width, hidden), np.float32), outtype)
@@ -225,13 +223,6 @@ def _write_tensors(writer, model: PreTrainedModel, architecture: str, layers: li
     rope = dict(getattr(config, "rope_parameters", None) or {})
     if rope.get("rope_type") == "llama3":
         writer.add_tensor("rope_freqs.weight", _llama3_frequency_factors(config, head_dim))
-
-
-def _written_layer(config, index: int) -> dict[str, bool]:
-    if config.model_type != "hf_pruned":
-        return {"attention": True, "mlp": True}
-    skip = set(getattr(config.per_layer_config[index], "skip", None) or ())
-    return {"attention": "self_attn" not in skip, "mlp": "mlp" not in skip}
 
 
 def _model_arch(architecture: str):
