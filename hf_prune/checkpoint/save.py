@@ -43,6 +43,23 @@ def check_output_dir(output_dir: str | Path, overwrite: bool = False) -> Path:
     return path
 
 
+def new_file_mode(directory: bool = False) -> int:
+    """The permissions `open()` or `mkdir()` would give a new file or directory under the current umask.
+
+    Example:
+
+    ```python
+    >>> from hf_prune.checkpoint.save import new_file_mode
+    >>> new_file_mode() & 0o600 == 0o600
+    True
+
+    ```
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
 @contextlib.contextmanager
 def atomic_directory(output_dir: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory beside `output_dir` that replaces it only if the block completes.
@@ -62,16 +79,14 @@ def atomic_directory(output_dir: str | Path, overwrite: bool = False) -> Iterato
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
     # mkdtemp makes a private (0700) directory; give the result the permissions any new directory would get.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)
+    os.chmod(staging, new_file_mode(directory=True))
     try:
         yield staging
         # Some writers go through private temporary files (transformers 5.25 leaves model.safetensors at 0600):
         # give every file the permissions a new file gets, so the checkpoint can be shared and served.
         for path in staging.rglob("*"):
             if path.is_file() and not path.is_symlink():
-                os.chmod(path, 0o666 & ~umask)
+                os.chmod(path, new_file_mode())
         if final.exists():
             # Move the old directory aside first, so the rename below cannot meet a non-empty target.
             retired = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))

@@ -25,6 +25,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..architecture.gguf_layout import GGUFLayout, gguf_layout
+from ..checkpoint.save import new_file_mode
 from ..errors import FormatError, MissingDependencyError, OutputExistsError
 
 INSTALL_HINT = "pip install 'hf-prune[gguf]'"
@@ -143,7 +144,7 @@ def _atomic_file(path: Path) -> Iterator[Path]:
     temporary = Path(name)
     try:
         yield temporary
-        temporary.chmod(0o644)  # mkstemp's 0600 would hide the file from other users, unlike any other writer
+        temporary.chmod(new_file_mode())  # mkstemp's 0600 would hide the file from other users, unlike any other writer
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
