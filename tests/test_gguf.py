@@ -50,7 +50,7 @@ def reader_field(reader, key):
 
 def greedy_in_transformers(model, input_ids: list[int], max_new_tokens: int) -> tuple[list[int], np.ndarray]:
     prompt = torch.tensor([input_ids])
-    use_cache = (getattr(model.config, "layer_types", None) or ["full_attention"])[0] != "mlp"
+    use_cache = getattr(model, "can_generate_with_cache", lambda: True)()
     with torch.no_grad():
         tokens = model.generate(
             prompt,

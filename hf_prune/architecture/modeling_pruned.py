@@ -499,14 +499,14 @@ class PrunedForCausalLM(PrunedPreTrainedModel, GenerationMixin):
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, **{CACHE_NAME: getattr(outputs, CACHE_NAME)}
         )
 
+    def can_generate_with_cache(self) -> bool:
+        """Whether `generate` can use a KV cache here. It reads the cache's length from layer 0, and transformers
+        5.23+ gives an attention-free layer a cache layer that has no length."""
+        return self.config.layer_types[0] != "mlp" or hasattr(DynamicCache(config=self.config).layers[0], "get_seq_length")
+
     def generate(self, *args, **kwargs):
-        # `generate` reads the cache's length from layer 0, and transformers 5.23+ gives an attention-free layer a cache
-        # layer that has no length: refuse in one line rather than fail deep inside transformers.
-        if (
-            self.config.layer_types[0] == "mlp"
-            and kwargs.get("use_cache", self.generation_config.use_cache) is not False
-            and not hasattr(DynamicCache(config=self.config).layers[0], "get_seq_length")
-        ):
+        # Refuse in one line rather than fail deep inside transformers.
+        if kwargs.get("use_cache", self.generation_config.use_cache) is not False and not self.can_generate_with_cache():
             raise _unsupported(
                 "cannot generate with a KV cache when layer 0 has no attention (it reads the cache length from "
                 "layer 0); pass use_cache=False"

@@ -117,7 +117,7 @@ def run_gguf(args: argparse.Namespace) -> int:
                 attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
                 max_new_tokens=args.check_tokens,
                 do_sample=False,
-                use_cache=_can_cache(loaded.model),
+                use_cache=getattr(loaded.model, "can_generate_with_cache", lambda: True)(),
             )[0, len(prompt) :].tolist()
         agree = next((index for index, (ours, theirs) in enumerate(zip(tokens, reference)) if ours != theirs), None)
         report["greedy_tokens_equal"] = agree is None
@@ -142,9 +142,3 @@ def run_gguf(args: argparse.Namespace) -> int:
     for note in written.notes:
         print(f"note: {note}")
     return 0
-
-
-def _can_cache(model) -> bool:
-    """transformers reads the cache length from layer 0, so a model whose layer 0 has no attention decodes uncached."""
-    layer_types = getattr(model.config, "layer_types", None) or []
-    return not layer_types or layer_types[0] != "mlp"
