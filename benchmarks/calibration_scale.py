@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import psutil
+from results_io import command_line, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -168,14 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     results = {
         "machine": machine_summary(),
         "machine_details": describe_machine(),
-        "command": "python benchmarks/calibration_scale.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": command_line(argv),
         "calibration": {"samples": args.samples, "seq_len": args.seq_len, "batch_size": 4},
         "baseline_rss_bytes": {"one_process": base[1], "two_processes": base[2]},
         "rows": rows,
     }
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "calibration_scale.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.output / "calibration_scale.md").write_text(markdown(results))
+    write_results(args.output, "calibration_scale", results, markdown(results))
     print(markdown(results))
     return 0
 

