@@ -95,6 +95,7 @@ def run_gguf(args: argparse.Namespace) -> int:
     from ..export.gguf import export_gguf, llama_cpp_greedy, require_gguf
 
     require_gguf()
+    # export_gguf checks this too; checking first spares loading the model only to refuse.
     if os.path.exists(args.output) and not args.overwrite:
         raise OutputExistsError(f"{args.output} exists; pass --overwrite to replace it")
     loaded = load_model(args.model, require_supported=False)
