@@ -33,7 +33,7 @@ from hf_prune.calibration import load_calibration, load_text
 from hf_prune.evaluation import describe_machine, evaluation_windows, machine_summary, windows_perplexity
 from hf_prune.healing import HealingConfig, heal_model
 from hf_prune.healing.run import training_windows
-from hf_prune.healing.trainer import DistillationStudent
+from hf_prune.healing.trainer import DistillationStudent, native_bfloat16
 from hf_prune.scoring import PruningTarget, get_method_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,54 +62,76 @@ PRUNED = [
 ]
 
 
-def variants(budgets: list[int], kinds: list[str], lora_rank: int) -> list[tuple[str, dict]]:
+def variants(budgets: list[int], kinds: list[str], lora_rank: int, lr: float | None = None) -> list[tuple[str, dict]]:
     """(label, HealingConfig options) of each way to heal; budget 0 is the pruned model itself."""
     options = {"kd": {}, "lora": {"lora": lora_rank}, "ce": {"loss": "ce"}}
+    if lr is not None:
+        options = {kind: {**value, "lr": lr} for kind, value in options.items()}
     names = {"kd": "kd, all parameters", "lora": f"kd, LoRA r={lora_rank}", "ce": "ce, all parameters"}
     rows = []
     for tokens in budgets:
         if tokens == 0:
             rows.append(("not healed", {}))
             continue
-        rows += [(f"{names[kind]}, {tokens // 1024}k tokens", {"tokens": tokens, **options[kind]}) for kind in kinds]
+        suffix = f", lr {lr:g}" if lr is not None else ""
+        rows += [(f"{names[kind]}, {tokens // 1024}k tokens{suffix}", {"tokens": tokens, **options[kind]}) for kind in kinds]
     return rows
 
 
-def step_seconds(model, teacher, windows: torch.Tensor, loss: str, steps: int, args) -> float:
-    """Median seconds of one training step (forward, backward, AdamW) on a copy of `model`, after one warm-up step."""
+def step_costs(model, teacher, windows: torch.Tensor, steps: int, args) -> dict[str, float]:
+    """Median seconds of one training step (teacher forward, student forward and backward, AdamW) of each way to
+    train: plain next-token loss, and distillation from a float32 and (where native) a bfloat16 teacher.
+
+    The ways take turns step by step, each on its own copy of `model`, so a busy machine slows them alike; one
+    warm-up round is not timed.
+    """
     import statistics
 
-    student = copy.deepcopy(model).train()
-    config = HealingConfig(steps=steps, seq_len=args.seq_len, batch_size=args.batch_size, loss=loss)
-    wrapper = DistillationStudent(student, config)
-    optimizer = torch.optim.AdamW([p for p in wrapper.parameters() if p.requires_grad], lr=1e-5)
-    teacher_decoder, teacher_head = teacher.get_decoder(), teacher.get_output_embeddings()
-    times = []
+    ways = {"ce": ("ce", None), "kd, float32 teacher": ("kd", torch.float32)}
+    if native_bfloat16(torch.device("cpu")):
+        ways["kd, bfloat16 teacher"] = ("kd", torch.bfloat16)
+    runs = {}
+    for name, (loss, dtype) in ways.items():
+        wrapper = DistillationStudent(copy.deepcopy(model).train(), HealingConfig(steps=steps, seq_len=args.seq_len,
+                                                                                  batch_size=args.batch_size, loss=loss))
+        optimizer = torch.optim.AdamW([p for p in wrapper.parameters() if p.requires_grad], lr=1e-5)
+        runs[name] = (wrapper, optimizer, copy.deepcopy(teacher).to(dtype) if dtype is not None else None)
+    times = {name: [] for name in ways}
     for step in range(steps + 1):
         batch = windows[step * args.batch_size:(step + 1) * args.batch_size]
-        started = time.perf_counter()
-        teacher_hidden = None
-        if loss != "ce":
-            with torch.no_grad():
-                teacher_hidden = teacher_decoder(input_ids=batch, use_cache=False).last_hidden_state
-        wrapper(batch, teacher_hidden, teacher_head if loss != "ce" else None).backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        if step:
-            times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        for name, (wrapper, optimizer, step_teacher) in runs.items():
+            started = time.perf_counter()
+            teacher_hidden = teacher_head = None
+            if step_teacher is not None:
+                with torch.no_grad():
+                    teacher_hidden = step_teacher.get_decoder()(input_ids=batch, use_cache=False).last_hidden_state
+                teacher_head = step_teacher.get_output_embeddings()
+            wrapper(batch, teacher_hidden, teacher_head).backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            if step:
+                times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def teacher_of(row: dict) -> str:
+    """The teacher's dtype of a healed row ("" for an unhealed one); rows from before the option had float32."""
+    return row.get("teacher_dtype", "float32") if row["tokens"] else ""
 
 
 def merge_rerun(previous: dict, rerun: dict) -> dict:
     """Add the rows of a run with `--only`: a row that replaces an earlier measurement is marked as re-run."""
-    fresh = {(row["pruned"], row["healing"]) for row in rerun["rows"]}
-    existing = {(row["pruned"], row["healing"]) for row in previous["rows"]}
-    rows = [row for row in previous["rows"] if (row["pruned"], row["healing"]) not in fresh]
+    def key(row: dict) -> tuple:
+        return row["pruned"], row["healing"], teacher_of(row)
+
+    fresh = {key(row) for row in rerun["rows"]}
+    existing = {key(row) for row in previous["rows"]}
+    rows = [row for row in previous["rows"] if key(row) not in fresh]
     for row in rerun["rows"]:
-        replaced = (row["pruned"], row["healing"]) in existing
+        replaced = key(row) in existing
         rows.append({**row, "rerun": f"{rerun['machine']}"} if replaced else row)
     order = {pruned.label: index for index, pruned in enumerate(PRUNED)}
-    rows.sort(key=lambda row: (order.get(row["pruned"], len(order)), row["tokens"], row["healing"]))
+    rows.sort(key=lambda row: (order.get(row["pruned"], len(order)), row["tokens"], row["healing"], teacher_of(row)))
     merged = {**previous, "rows": rows}
     if "step_cost" in rerun:
         merged["step_cost"] = rerun["step_cost"]
@@ -135,22 +157,25 @@ def markdown(results: dict) -> str:
     ]
     cost = results.get("step_cost")
     if cost:
+        seconds = cost.get("seconds") or {"ce": cost["ce_seconds"], "kd, float32 teacher": cost["kd_seconds"]}
         lines += [
             "## Cost of a distillation step", "",
-            f"One step of {cost['batch_size']} x {cost['seq_len']} tokens on {cost['pruned']}, median of "
-            f"{cost['steps']} after a warm-up: plain next-token loss {cost['ce_seconds']:.2f} s, distillation "
-            f"(teacher forward + fused chunked KL over the {cost['vocab']:,}-token vocabulary) {cost['kd_seconds']:.2f} s: "
-            f"**{cost['kd_seconds'] / cost['ce_seconds']:.2f}x**.", "",
+            f"One step (teacher forward, student forward and backward, AdamW) of {cost['batch_size']} x "
+            f"{cost['seq_len']} tokens on {cost['pruned']}; the ways take turns step by step, median of {cost['steps']} "
+            f"after a warm-up round. Distillation is the fused chunked KL over the {cost['vocab']:,}-token vocabulary.", "",
+            "| training step | seconds | vs plain next-token loss |", "|---|---:|---:|",
         ]
+        lines += [f"| {name} | {value:.2f} | {value / seconds['ce']:.2f}x |" for name, value in seconds.items()]
+        lines.append("")
     lines += [
         "## Perplexity after healing", "",
-        "| pruned model | healing | tokens | ppl wikitext2 | recovered | ppl tinystories | recovered | heal min | tok/s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| pruned model | healing | teacher | tokens | ppl wikitext2 | recovered | ppl tinystories | recovered | heal min | tok/s |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     unhealed = {row["pruned"]: row for row in results["rows"] if row["tokens"] == 0}
     for row in results["rows"]:
         base = unhealed.get(row["pruned"])
-        cells = [row["pruned"], row["healing"] + (" *" if "rerun" in row else ""), f"{row['tokens']:,}"]
+        cells = [row["pruned"], row["healing"] + (" *" if "rerun" in row else ""), teacher_of(row), f"{row['tokens']:,}"]
         for text in TEXTS:
             value = row[f"perplexity_{text}"]
             share = recovered(dense[f"perplexity_{text}"], base[f"perplexity_{text}"], value) if base and row["tokens"] else None
@@ -176,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-windows", type=int, default=8)
     parser.add_argument("--eval-seq-len", type=int, default=1024)
     parser.add_argument("--calibration-samples", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate of every row (default: HealingConfig's)")
+    parser.add_argument("--teacher-dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                        help="the teacher's dtype while healing (default: auto, bfloat16 where native)")
     parser.add_argument("--cost-steps", type=int, default=3, help="timed steps for the step-cost comparison (0: skip)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--output", type=Path, default=RESULTS)
@@ -214,20 +242,22 @@ def main(argv: list[str] | None = None) -> int:
         method = get_method_config(pruned.method, **pruned.options).build()
         model = method.prune(teacher, calibration, pruned.target, batch_size=4, progress=False).model
         if args.cost_steps and "step_cost" not in results:
-            costs = {loss: step_seconds(model, teacher, training, loss, args.cost_steps, args) for loss in ("ce", "kd")}
+            costs = step_costs(model, teacher, training, args.cost_steps, args)
             results["step_cost"] = {"pruned": pruned.label, "steps": args.cost_steps, "seq_len": args.seq_len,
-                                    "batch_size": args.batch_size, "vocab": teacher.config.vocab_size,
-                                    "ce_seconds": costs["ce"], "kd_seconds": costs["kd"]}
-            print(f"step cost: ce {costs['ce']:.2f} s, kd {costs['kd']:.2f} s", flush=True)
-        for label, options in variants(budgets, args.healing.split(","), args.lora_rank):
+                                    "batch_size": args.batch_size, "vocab": teacher.config.vocab_size, "seconds": costs}
+            print("step cost:", {name: round(value, 2) for name, value in costs.items()}, flush=True)
+        for label, options in variants(budgets, args.healing.split(","), args.lora_rank, args.lr):
             print(f"  {label}", flush=True)
             row = {"pruned": pruned.label, "healing": label, "tokens": options.get("tokens", 0)}
             if options:
-                config = HealingConfig(seq_len=args.seq_len, batch_size=args.batch_size, **options)
+                config = HealingConfig(seq_len=args.seq_len, batch_size=args.batch_size,
+                                       teacher_dtype=args.teacher_dtype, **options)
                 started = time.perf_counter()
                 # A copy: heal_model trains in place when the student shares nothing with the teacher.
-                healed = heal_model(copy.deepcopy(model), teacher, training, config, progress=True).model
+                result = heal_model(copy.deepcopy(model), teacher, training, config, progress=True)
+                healed = result.model
                 row["heal_seconds"] = time.perf_counter() - started
+                row["teacher_dtype"] = result.facts["teacher_dtype"]
                 row["tokens_per_second"] = row["tokens"] / row["heal_seconds"]
                 row.update(perplexities(healed))
             else:

@@ -91,6 +91,23 @@ def test_budget_must_be_tokens_or_steps():
     with pytest.raises(HealingError, match="tokens or as steps"):
         HealingConfig()
 
+def test_a_bfloat16_teacher_leaves_the_callers_teacher_alone_and_distils_like_float32():
+    teacher = make_tiny_model("llama", seed=3)
+    before = {name: tensor.clone() for name, tensor in teacher.state_dict().items()}
+    windows = torch.randint(1, 96, (8, 16), generator=torch.Generator().manual_seed(0))
+    losses = {}
+    for dtype in ("float32", "bfloat16"):
+        config = HealingConfig(steps=2, seq_len=16, batch_size=4, teacher_dtype=dtype)
+        result = heal_model(make_tiny_model("llama"), teacher, windows, config, progress=False)
+        assert result.facts["teacher_dtype"] == dtype
+        losses[dtype] = [point["loss"] for point in result.facts["loss_curve"]]
+    assert teacher.dtype == torch.float32
+    assert all(torch.equal(before[name], tensor) for name, tensor in teacher.state_dict().items())
+    # bfloat16 keeps 8 bits of mantissa: the teacher's distribution, and so the loss, moves by well under 1%.
+    assert losses["bfloat16"] != losses["float32"]
+    assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=1e-2)
+
+
 
 @requires_shared
 def test_healing_a_pruned_stories260k_lowers_held_out_perplexity_and_keeps_stock_format(tmp_path):

@@ -9,6 +9,7 @@ from ..errors import HealingError
 
 Loss = Literal["kd", "ce", "kd+ce"]
 Schedule = Literal["cosine", "linear", "constant"]
+TeacherDtype = Literal["auto", "float32", "bfloat16", "float16"]
 
 
 @dataclass
@@ -18,7 +19,9 @@ class HealingConfig:
     Healing trains the pruned model (the student) to match the token distributions of the model it came from (the
     teacher) on ordinary text: logit distillation, KL(teacher || student) at `temperature`, scaled by `temperature**2`
     as in Hinton et al. The full-vocabulary logits are computed `logits_chunk` tokens at a time, each
-    chunk's gradients in closed form at once, so their memory does not grow with the batch.
+    chunk's gradients in closed form at once, so their memory does not grow with the batch. The teacher only runs
+    forward, so `teacher_dtype="auto"` runs it in bfloat16 where the device has native bfloat16 arithmetic (GPUs that
+    support it, CPUs with AVX512-BF16 or AMX): the student still trains in its own dtype, against float32 KL.
 
     `batch_size` is per process (Accelerate's convention): a step sees `batch_size x processes x grad_accum` windows.
     Give the budget as `tokens` (rounded up to whole steps) or `steps`.
@@ -49,6 +52,8 @@ class HealingConfig:
     loss: Loss = field(default="kd", metadata={"help": "kd (distillation), ce (next token), or kd+ce (mean of both)"})
     temperature: float = field(default=1.0, metadata={"help": "distillation temperature"})
     logits_chunk: int = field(default=1024, metadata={"help": "tokens whose vocabulary logits are computed at once"})
+    teacher_dtype: TeacherDtype = field(default="auto", metadata={
+        "help": "the teacher's dtype; auto: bfloat16 where the device computes it natively, else the teacher's own"})
     lora: int | None = field(default=None, metadata={"help": "LoRA rank through PEFT, merged at the end (default: full)"})
     lora_alpha: float | None = field(default=None, metadata={"help": "LoRA alpha (default: 2 x rank)"})
     data: str | None = field(default=None, metadata={"help": "training text: .txt, .jsonl, Hub dataset, or builtin"})
@@ -73,6 +78,8 @@ class HealingConfig:
             raise HealingError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
         if self.loss not in ("kd", "ce", "kd+ce"):
             raise HealingError(f"loss must be kd, ce or kd+ce, got {self.loss!r}")
+        if self.teacher_dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise HealingError(f"teacher dtype must be auto, float32, bfloat16 or float16, got {self.teacher_dtype!r}")
         if self.schedule not in ("cosine", "linear", "constant"):
             raise HealingError(f"schedule must be cosine, linear or constant, got {self.schedule!r}")
 

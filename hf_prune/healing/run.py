@@ -9,6 +9,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..calibration.data import load_calibration, load_text, tokens_sha256
 from ..checkpoint import PruningRecord, load_model, save_pruned
 from ..checkpoint.load import BUILTIN_MODELS
@@ -16,7 +18,7 @@ from ..checkpoint.record import RECORD_NAME
 from ..checkpoint.save import check_output_dir
 from ..errors import HealingError
 from .config import HealingConfig
-from .trainer import STATE_FILE, HealingResult, check_teacher, heal_model
+from .trainer import STATE_FILE, HealingResult, check_teacher, heal_model, teacher_dtype
 
 CURVE_NAME = "healing_curve.png"
 
@@ -101,6 +103,9 @@ def heal(
         record = PruningRecord.from_model(loaded.model, source_model=loaded.source)
     teacher_loaded = load_model(teacher if teacher is not None else teacher_name(record.source_model))
     check_teacher(loaded.model, teacher_loaded.model, loaded.tokenizer, teacher_loaded.tokenizer)
+    # Converted here, where nothing else holds the teacher, rather than copied by heal_model.
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    teacher_loaded.model.to(teacher_dtype(config, teacher_loaded.model, device))
     windows, data_source = training_windows(loaded.tokenizer, config)
     if not resume and state_dir.exists():
         shutil.rmtree(state_dir)

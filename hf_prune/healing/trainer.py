@@ -131,6 +131,51 @@ def check_teacher(
             raise HealingError("the teacher's tokenizer differs from the student's: distillation needs the same tokenizer")
 
 
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether `device` computes in bfloat16 natively (not by emulation, which is slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        cpu = getattr(torch, "cpu", None)
+        return any(getattr(cpu, check, lambda: False)() for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return False
+
+
+def teacher_dtype(config: HealingConfig, teacher: PreTrainedModel, device: torch.device) -> torch.dtype:
+    """The dtype the teacher runs in: `config.teacher_dtype`, where `auto` is bfloat16 on native hardware.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> from hf_prune.healing import HealingConfig
+    >>> from hf_prune.healing.trainer import teacher_dtype
+    >>> teacher = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64,
+    ...                                        num_hidden_layers=1, num_attention_heads=4))
+    >>> teacher_dtype(HealingConfig(steps=1, teacher_dtype="float16"), teacher, torch.device("cpu"))
+    torch.float16
+    >>> teacher_dtype(HealingConfig(steps=1), teacher, torch.device("meta"))  # no native bfloat16: its own dtype
+    torch.float32
+
+    ```
+    """
+    if config.teacher_dtype != "auto":
+        return getattr(torch, config.teacher_dtype)
+    if teacher.dtype in (torch.float32, torch.float16) and native_bfloat16(device):
+        return torch.bfloat16
+    return teacher.dtype
+
+
+def prepare_teacher(teacher: PreTrainedModel, config: HealingConfig, device: torch.device) -> PreTrainedModel:
+    """The teacher on `device` in its healing dtype, in eval mode: a converted copy when the dtype changes, so the
+    caller's model is left as it was."""
+    dtype = teacher_dtype(config, teacher, device)
+    if dtype != teacher.dtype:
+        teacher = copy.deepcopy(teacher).to(dtype=dtype)
+    return teacher.to(device).eval()
+
+
 def _shares_storage(a: nn.Module, b: nn.Module) -> bool:
     pointers = {p.data_ptr() for p in b.parameters()}
     return any(p.data_ptr() in pointers for p in a.parameters())
@@ -245,7 +290,7 @@ def heal_model(
     scheduler = get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=steps)
     wrapper, optimizer, loader, scheduler = accelerator.prepare(wrapper, optimizer, loader, scheduler)
     if teacher is not None:
-        teacher = teacher.to(accelerator.device).eval()
+        teacher = prepare_teacher(teacher, config, accelerator.device)
         teacher_decoder, teacher_head = teacher.get_decoder(), teacher.get_output_embeddings()
     else:
         teacher_decoder = teacher_head = None
@@ -327,6 +372,7 @@ def heal_model(
                       "betas": [0.9, 0.999], "schedule": config.schedule, "warmup_steps": warmup,
                       "max_grad_norm": config.max_grad_norm},
         "lora_rank": config.lora,
+        "teacher_dtype": str(teacher.dtype).removeprefix("torch.") if teacher is not None else None,
         "training_windows_sha256": tokens_sha256(windows),
         "loss_curve": curve,
         "held_out": held_out,
