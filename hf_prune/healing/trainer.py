@@ -39,6 +39,21 @@ class HealingResult:
     facts: dict[str, Any] = field(default_factory=dict)
 
 
+def _log_softmax_(logits: torch.Tensor) -> torch.Tensor:
+    """Turn `logits` into log-probabilities in place (over the last dimension) and return the probabilities.
+
+    One vocabulary-sized buffer is allocated (the probabilities). Fresh buffers of that size are what made
+    distillation slow: each costs a page fault per 4 KiB on first touch, which on virtual machines took longer than
+    the arithmetic, and `torch.log_softmax` followed by `exp` allocates two, `torch.logsumexp` two more.
+    """
+    logits.sub_(logits.amax(-1, keepdim=True))
+    probs = logits.exp()
+    sums = probs.sum(-1, keepdim=True)
+    probs.div_(sums)
+    logits.sub_(sums.log_())
+    return probs
+
+
 class FusedHeadLoss(torch.autograd.Function):
     """The summed healing loss of `hidden` through the vocabulary projection `weight`, `chunk` positions at a time.
 
@@ -50,35 +65,48 @@ class FusedHeadLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, weight, labels, teacher_hidden, teacher_weight, loss: str, temperature: float, chunk: int):
-        grad_hidden = torch.zeros_like(hidden)
-        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
-        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        terms = (loss in ("kd", "kd+ce")) + (loss in ("ce", "kd+ce"))
+        distil, next_token = loss in ("kd", "kd+ce"), loss in ("ce", "kd+ce")
+        terms = distil + next_token
+        grad_hidden = torch.empty_like(hidden)
+        grad_weight = None
+        total = torch.zeros((), dtype=torch.float64, device=hidden.device)
         for start in range(0, labels.numel(), chunk):
             part = slice(start, start + chunk)
             logits = (hidden[part] @ weight.T).float()
-            grad_logits = torch.zeros_like(logits)
-            if loss in ("kd", "kd+ce"):
-                teacher_log_probs = torch.log_softmax((teacher_hidden[part] @ teacher_weight.T).float() / temperature, -1)
-                student_log_probs = torch.log_softmax(logits / temperature, -1)
-                teacher_probs = teacher_log_probs.exp()
-                total += (teacher_probs * (teacher_log_probs - student_log_probs)).sum() * temperature**2
-                grad_logits += temperature * (student_log_probs.exp() - teacher_probs)
-                del teacher_log_probs, student_log_probs, teacher_probs
-            if loss in ("ce", "kd+ce"):
-                log_probs = torch.log_softmax(logits, -1)
-                total -= log_probs.gather(1, labels[part, None]).sum()
-                probabilities = log_probs.exp_()
-                probabilities[torch.arange(len(probabilities), device=probabilities.device), labels[part]] -= 1
-                grad_logits += probabilities
-                del log_probs, probabilities
-            grad_logits /= terms
+            grad_logits = None
+            if next_token:
+                rows, targets = torch.arange(len(logits), device=logits.device), labels[part]
+                probs = _log_softmax_(logits)
+                total -= logits[rows, targets].double().sum()
+                probs[rows, targets] -= 1  # softmax(s) - onehot
+                grad_logits = probs
+            if distil:
+                # Softmax ignores a shift per row: the log-probabilities left by the next-token loss serve as logits.
+                teacher = (teacher_hidden[part] @ teacher_weight.T).float()
+                if temperature != 1:
+                    teacher.div_(temperature)
+                    logits.div_(temperature)
+                teacher_probs = _log_softmax_(teacher)
+                student_probs = _log_softmax_(logits)
+                # KL(t || s) = sum t * (log t - log s), row by row (the teacher's buffer becomes log t - log s).
+                total += torch.einsum("ij,ij->i", teacher_probs, teacher.sub_(logits)).double().sum() * temperature**2
+                # The gradient in the student's logits: T * (softmax(s / T) - softmax(t / T)).
+                distillation = student_probs.sub_(teacher_probs).mul_(temperature)
+                grad_logits = distillation if grad_logits is None else grad_logits.add_(distillation)
+                del teacher, teacher_probs, student_probs, distillation
+            if terms > 1:
+                grad_logits.div_(terms)
             grad_hidden[part] = (grad_logits.to(weight.dtype) @ weight).to(hidden.dtype)
-            if grad_weight is not None:
-                grad_weight += grad_logits.T @ hidden[part].float()
+            if ctx.needs_input_grad[1]:
+                hidden_part = hidden[part].float()
+                if grad_weight is None:
+                    grad_weight = grad_logits.T @ hidden_part
+                else:
+                    grad_weight.addmm_(grad_logits.T, hidden_part)
+            del logits, grad_logits
         ctx.save_for_backward(grad_hidden, grad_weight)
         ctx.weight_dtype = weight.dtype
-        return total / terms
+        return (total / terms).float()
 
     @staticmethod
     def backward(ctx, grad_output):
