@@ -38,9 +38,9 @@ from hf_prune.evaluation import (
     measure_speed,
     windows_perplexity,
 )
-from hf_prune.evaluation.report import human_bytes, human_count
+from hf_prune.provenance import human_bytes, human_count
 from hf_prune.quantization import quantize_weights
-from hf_prune.scoring import PruningTarget, get_method_config
+from hf_prune.scoring import PruningTarget, get_method
 from hf_prune.scoring.block_influence import LayerSimilarity
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         if case.method == "dense":
             model, removed, width_kept = loaded.model, [], {"attention": 1.0, "mlp": 1.0}
         else:
-            method = get_method_config(case.method, **case.options).build()
+            method = get_method(case.method, **case.options)
             result = method.prune(
                 loaded.model, calibration, case.target, batch_size=args.calibration_batch_size, progress=False
             )

@@ -28,9 +28,9 @@ import hf_prune
 from hf_prune.calibration import load_calibration, load_text
 from hf_prune.checkpoint.save import resolve_format
 from hf_prune.evaluation import describe_machine, machine_summary
-from hf_prune.evaluation.size import count_parameters
 from hf_prune.export.gguf import export_gguf
-from hf_prune.scoring import PruningTarget, get_method_config
+from hf_prune.provenance import count_parameters
+from hf_prune.scoring import PruningTarget, get_method
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -121,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     models = [("dense", "dense", dense)]
     for label, kind, method, target, options in PRUNED:
         print(f"pruning: {label}", flush=True)
-        pruned = get_method_config(method, **options).build().prune(dense, calibration, target, batch_size=4,
-                                                                     progress=False).model
+        pruned = get_method(method, **options).prune(dense, calibration, target, batch_size=4,
+                                                     progress=False).model
         models.append((label, kind, resolve_format(pruned, "auto")[0]))
 
     rows, timings = [], {}

@@ -25,7 +25,7 @@ from hf_prune.evaluation import describe_machine, machine_summary
 from hf_prune.evaluation.tasks import DEFAULT_TASKS, compare_tasks, evaluate_tasks, headline_metric
 from hf_prune.healing import HealingConfig, heal_model
 from hf_prune.healing.run import training_windows
-from hf_prune.scoring import get_method_config
+from hf_prune.scoring import get_method
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from healing import PRUNED
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.methods_only and "baseline" in pruned.label:
             continue
         print(pruned.label, flush=True)
-        method = get_method_config(pruned.method, **pruned.options).build()
+        method = get_method(pruned.method, **pruned.options)
         model = method.prune(teacher, calibration, pruned.target, batch_size=4, progress=False).model
         rows[pruned.label] = score(model)
         if args.heal_tokens and pruned.method == "block-influence":

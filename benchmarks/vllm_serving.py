@@ -43,7 +43,7 @@ PROMPTS = [
 def save_checkpoints(directory: Path, calibration_samples: int) -> list[dict]:
     import hf_prune
     from hf_prune.calibration import load_calibration
-    from hf_prune.scoring import PruningTarget, get_method_config
+    from hf_prune.scoring import PruningTarget, get_method
 
     loaded = hf_prune.load_model("smollm2-135m")
     calibration = load_calibration(loaded.tokenizer, num_samples=calibration_samples, seq_len=256)
@@ -53,7 +53,7 @@ def save_checkpoints(directory: Path, calibration_samples: int) -> list[dict]:
         ("transact K=2, 25% width, adaptive", "transact", PruningTarget(ratio=0.25), {"shots": 2, "allocation": "adaptive"}),
     ):
         print(f"pruning: {label}", flush=True)
-        method_ = get_method_config(method, **options).build()
+        method_ = get_method(method, **options)
         rows.append({"label": label, "model": method_.prune(loaded.model, calibration, target, batch_size=4,
                                                              progress=False).model})
     for index, row in enumerate(rows):

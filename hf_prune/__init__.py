@@ -5,16 +5,18 @@ Importing hf_prune registers the pruned architecture with `AutoConfig`, `AutoMod
 Example:
 
 ```python
+>>> import tempfile
 >>> import hf_prune
->>> loaded = hf_prune.load_model("smollm2-135m")  # doctest: +SKIP
->>> pruned = hf_prune.remove_layers(loaded.model, [20, 21, 22])  # doctest: +SKIP
->>> hf_prune.save_pruned(pruned, "smollm2-27l", tokenizer=loaded.tokenizer)  # doctest: +SKIP
+>>> loaded = hf_prune.load_model("smollm2-135m")
+>>> pruned = hf_prune.remove_layers(loaded.model, [20, 21, 22])
+>>> record = hf_prune.save_pruned(pruned, tempfile.mkdtemp() + "/smollm2-27l", tokenizer=loaded.tokenizer)
+>>> record.format, record.layers_after, record.params_after < record.params_before
+('stock', 27, True)
 
 ```
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__ as __version__
 from .architecture import (
     PrunedCheckpointError,
     PrunedConfig,

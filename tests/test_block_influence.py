@@ -10,7 +10,7 @@ import torch
 
 import hf_prune
 from hf_prune.calibration import CalibrationData
-from hf_prune.scoring import PruningTarget, get_method_config
+from hf_prune.scoring import PruningTarget, get_method
 from tests.conftest import make_tiny_model
 
 
@@ -51,7 +51,7 @@ def naive_cosines(before: np.ndarray, after: np.ndarray) -> np.ndarray:
 
 def test_block_influence_equals_a_straightforward_computation(tiny_model, data):
     model = hf_prune.to_pruned(tiny_model)
-    scores = get_method_config("block-influence").build().score(model, data, batch_size=4, progress=False)
+    scores = get_method("block-influence").score(model, data, batch_size=4, progress=False)
     expected = [1 - naive_cosines(before, after).mean() for before, after in layer_states(model, data.input_ids)]
     np.testing.assert_allclose(scores.layer_scores, expected, rtol=1e-10, atol=1e-12)
 
@@ -59,11 +59,11 @@ def test_block_influence_equals_a_straightforward_computation(tiny_model, data):
 def test_angular_metric_and_contiguous_block_distances(data):
     model = hf_prune.to_pruned(make_tiny_model("llama"))
     states = layer_states(model, data.input_ids)
-    angular = get_method_config("block-influence", metric="angular").build().score(model, data, progress=False)
+    angular = get_method("block-influence", metric="angular").score(model, data, progress=False)
     expected = [np.mean(np.arccos(np.clip(naive_cosines(b, a), -1, 1)) / math.pi) for b, a in states]
     np.testing.assert_allclose(angular.layer_scores, expected, rtol=1e-9)
 
-    method = get_method_config("block-influence", contiguous=True).build()
+    method = get_method("block-influence", contiguous=True)
     target = PruningTarget(num_layers=2)
     scores = method.score(model, data, target, batch_size=4, progress=False)
     boundaries = [states[0][0]] + [after for _, after in states]  # h_0 .. h_L
@@ -78,7 +78,7 @@ def test_angular_metric_and_contiguous_block_distances(data):
 def test_hooks_see_the_last_layer_before_the_final_norm(data):
     """The reference code uses output_hidden_states, whose last entry is normalised: the last layer differs."""
     model = make_tiny_model("llama")
-    scores = get_method_config("block-influence").build().score(model, data, progress=False)
+    scores = get_method("block-influence").score(model, data, progress=False)
     with torch.no_grad():
         hidden = model(data.input_ids, output_hidden_states=True).hidden_states
     def reference(i):
@@ -89,7 +89,7 @@ def test_hooks_see_the_last_layer_before_the_final_norm(data):
 
 
 def test_one_shot_removes_the_lowest_scores(tiny_model, data):
-    method = get_method_config("block-influence").build()
+    method = get_method("block-influence")
     result = method.prune(tiny_model, data, PruningTarget(num_layers=2), progress=False)
     lowest_two = sorted(np.argsort(result.scores.layer_scores, kind="stable")[:2].tolist())
     assert result.plan.removed_layers == lowest_two
@@ -99,7 +99,7 @@ def test_one_shot_removes_the_lowest_scores(tiny_model, data):
 
 def test_iterative_rescoring_removes_one_layer_per_round(data):
     model = make_tiny_model("llama")
-    result = get_method_config("block-influence", iterative=True).build().prune(
+    result = get_method("block-influence", iterative=True).prune(
         model, data, PruningTarget(num_layers=2), progress=False
     )
     order = result.scores.extra["removal_order"]
@@ -114,11 +114,11 @@ def test_iterative_rescoring_removes_one_layer_per_round(data):
 
 def test_depth_baselines():
     model = make_tiny_model("llama")
-    last = get_method_config("last-layers").build()
+    last = get_method("last-layers")
     plan = last.select(model, last.score(model, None), PruningTarget(num_layers=2))
     assert plan.removed_layers == [2, 3]
-    random_a = get_method_config("random-layers", seed=0).build()
-    random_b = get_method_config("random-layers", seed=0).build()
+    random_a = get_method("random-layers", seed=0)
+    random_b = get_method("random-layers", seed=0)
     target = PruningTarget(ratio=0.5)
     plan_a = random_a.select(model, random_a.score(model, None), target)
     assert plan_a.removed_layers == random_b.select(model, random_b.score(model, None), target).removed_layers

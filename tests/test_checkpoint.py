@@ -238,3 +238,12 @@ def test_stories260k_pruned_generates_the_same_after_reload(stories260k, tmp_pat
     reloaded = hf_prune.load_model(tmp_path / "out").model
     assert torch.equal(reloaded.generate(**prompt, max_new_tokens=16, do_sample=False), pruned_tokens)
     assert torch.equal(reloaded.generate(**prompt, max_new_tokens=16, do_sample=False, use_cache=False), pruned_tokens)
+
+
+def test_a_model_folder_without_a_tokenizer_is_refused_in_one_line(tmp_path):
+    from tests.conftest import make_tiny_model
+
+    make_tiny_model("llama").save_pretrained(tmp_path)
+    with pytest.raises(hf_prune.ModelNotFoundError, match=r"has no tokenizer \(no tokenizer.json") as error:
+        hf_prune.load_model(tmp_path)
+    assert "\n" not in str(error.value)

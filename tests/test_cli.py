@@ -12,6 +12,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from hf_prune.scoring import BlockInfluenceConfig, method_config_from_dict
 from tests.conftest import requires_smollm2
 
 FAST_CALIBRATION = ["--num-samples", "4", "--seq-len", "32", "--quiet"]
@@ -49,8 +50,12 @@ def test_prune_writes_a_checkpoint_that_loads_natively(tiny_checkpoint, tmp_path
     assert len(record["scores"]["layer_scores"]) == 4
     assert record["evaluation"]["perplexity"][0]["text"] == "builtin-eval"
     assert record["command"].startswith("hf-prune prune ")
+    # The settings rebuild the method's configuration; the target is kept beside them.
+    assert method_config_from_dict(record["settings"]) == BlockInfluenceConfig()
+    assert record["target"] == {"num_layers": 1}
     card = (out / "README.md").read_text()
     assert card.startswith("---\n") and "block-influence" in card and "Removed layers" in card
+    assert "`target={'num_layers': 1}`" in card
     model = AutoModelForCausalLM.from_pretrained(out)
     tokenizer = AutoTokenizer.from_pretrained(out)
     generated = model.generate(**tokenizer("The statement", return_tensors="pt"), max_new_tokens=5, do_sample=False)

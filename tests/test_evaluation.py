@@ -68,7 +68,7 @@ def test_speed_measurement_reports_the_contract_fields():
 
 
 def test_report_lists_parameters_and_kv_cache_once(tmp_path):
-    from hf_prune.evaluation.report import render_report
+    from hf_prune.provenance import render_report
 
     dense = make_tiny_model("llama")
     pruned = hf_prune.remove_layers(dense, [3])

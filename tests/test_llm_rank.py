@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM
 
 import hf_prune
 from hf_prune.calibration import CalibrationData
-from hf_prune.scoring import PruningTarget, get_method_config
+from hf_prune.scoring import PruningTarget, get_method, get_method_config
 from hf_prune.scoring.llm_rank import pagerank_chain, pagerank_step
 from tests.conftest import make_tiny_model
 
@@ -72,7 +72,7 @@ def up_output_norms(model, data: CalibrationData) -> list[torch.Tensor]:
 
 def test_gamma_zero_is_activation_scoring(family, data):
     model = make_tiny_model(family)
-    scores = get_method_config("llm-rank", gamma=0.0).build().score(model, data, progress=False)
+    scores = get_method("llm-rank", gamma=0.0).score(model, data, progress=False)
     for layer_scores, norms in zip(scores.neuron_scores, up_output_norms(model, data)):
         torch.testing.assert_close(t(layer_scores), norms / norms.sum(), rtol=1e-9, atol=1e-12)
 
@@ -87,7 +87,7 @@ def test_dead_neurons_rank_lowest_in_every_variant(family, data, options):
             model.model.layers[layer].mlp.up_proj.weight[neurons] = 0
             if model.model.layers[layer].mlp.up_proj.bias is not None:
                 model.model.layers[layer].mlp.up_proj.bias[neurons] = 0
-    result = get_method_config("llm-rank", mlp_width=61, **options).build().prune(model, data, None, progress=False)
+    result = get_method("llm-rank", mlp_width=61, **options).prune(model, data, None, progress=False)
     for layer, neurons in dead.items():
         assert all(result.scores.neuron_scores[layer][n] == 0 for n in neurons)
         assert set(neurons) <= set(range(64)) - set(result.model.pruning_trace.layers[layer].neurons)
@@ -100,7 +100,7 @@ def test_removing_dead_neurons_leaves_logits_unchanged(data):
             model.model.layers[layer].mlp.up_proj.weight[[7, 8, 9]] = 0
             model.model.layers[layer].mlp.up_proj.bias[[7, 8, 9]] = 0
         before = model(data.input_ids).logits
-    result = get_method_config("llm-rank", mlp_width=61).build().prune(model, data, None, progress=False)
+    result = get_method("llm-rank", mlp_width=61).prune(model, data, None, progress=False)
     assert all(sorted(set(range(64)) - set(layer.neurons)) == [7, 8, 9] for layer in result.model.pruning_trace.layers)
     with torch.no_grad():
         assert (result.model(data.input_ids).logits - before).abs().max() <= 1e-5
@@ -108,12 +108,12 @@ def test_removing_dead_neurons_leaves_logits_unchanged(data):
 
 def test_uniform_pruning_writes_a_stock_checkpoint_and_global_a_pruned_one(data, tmp_path):
     model = make_tiny_model("qwen2")
-    uniform = get_method_config("llm-rank").build().prune(model, data, PruningTarget(ratio=0.25), progress=False)
+    uniform = get_method("llm-rank").prune(model, data, PruningTarget(ratio=0.25), progress=False)
     record = hf_prune.save_pruned(uniform.model, tmp_path / "uniform")
     assert record.format == "stock" and record.width_kept["mlp"] == 0.75 and record.width_kept["attention"] == 1.0
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "uniform")
     assert loaded.config.intermediate_size == 48
-    global_ = get_method_config("llm-rank", allocation="adaptive").build().prune(
+    global_ = get_method("llm-rank", allocation="adaptive").prune(
         model, data, PruningTarget(ratio=0.25), progress=False
     )
     record = hf_prune.save_pruned(global_.model, tmp_path / "global")
@@ -126,7 +126,7 @@ def test_uniform_pruning_writes_a_stock_checkpoint_and_global_a_pruned_one(data,
 
 
 def test_llm_rank_never_touches_attention(data):
-    result = get_method_config("llm-rank").build().prune(make_tiny_model("llama"), data, PruningTarget(ratio=0.5), progress=False)
+    result = get_method("llm-rank").prune(make_tiny_model("llama"), data, PruningTarget(ratio=0.5), progress=False)
     assert all(layer.num_attention_heads == 6 for layer in result.model.config.per_layer_config)
     with pytest.raises(hf_prune.InvalidPruningError, match="has no option attention_ratio"):
         get_method_config("llm-rank", attention_ratio=0.5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import sys
+
 import tomllib
 
 from tests.conftest import REPO_ROOT
@@ -109,3 +110,88 @@ spec.loader.exec_module(importlib.util.module_from_spec(spec))
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert "UnsupportedTransformersError: transformers 5.14.1 is too old" in last and "supports transformers >=5.15" in last
+
+
+# The floors of the package, lowest first: a folder imports only from folders below it. The one arrow that runs up
+# is deliberate: `errors` re-exports the pruned architecture's own exception classes, which live in the
+# self-contained remote-code files.
+FLOORS = ["errors", "architecture", "surgery", "quantization", "provenance", "checkpoint", "calibration",
+          "evaluation", "scoring", "healing", "export", "hub", "cli"]
+UPWARD_ALLOWED = {("errors", "architecture")}
+
+
+def _imports_between_modules() -> dict[str, set[str]]:
+    """Module -> the hf_prune modules it imports, at any depth (function-level imports count too)."""
+    package = REPO_ROOT / "hf_prune"
+    modules = {}
+    for path in package.rglob("*.py"):
+        parts = list(path.relative_to(REPO_ROOT).with_suffix("").parts)
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+
+    def known(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    edges = {}
+    for module, path in modules.items():
+        package_parts = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package_parts[: len(package_parts) - node.level + 1] + ([base] if base else []))
+                names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            targets |= {known(name) for name in names if name.startswith("hf_prune")} - {None, module}
+        edges[module] = targets
+    return edges
+
+
+def test_imports_point_down_the_floors_and_make_no_circle():
+    edges = _imports_between_modules()
+
+    def floor(module: str) -> str | None:
+        parts = module.split(".")
+        return parts[1] if len(parts) > 1 and parts[1] in FLOORS else None
+
+    found = {floor(module) for module in edges} - {None}
+    assert found <= set(FLOORS), f"place these folders in FLOORS: {sorted(found - set(FLOORS))}"
+    upward = sorted(
+        (floor(a), floor(b), f"{a} -> {b}") for a, targets in edges.items() for b in targets
+        if floor(a) and floor(b) and FLOORS.index(floor(b)) > FLOORS.index(floor(a))
+    )
+    assert [(a, b) for a, b, _ in upward if (a, b) not in UPWARD_ALLOWED] == [], upward
+
+    # No circle between modules (Tarjan's strongly connected components).
+    index, low, stack, on_stack, circles = {}, {}, [], set(), []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in edges.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for node in edges:
+        if node not in index:
+            visit(node)
+    assert circles == [], circles

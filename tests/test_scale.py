@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM
 import hf_prune
 from hf_prune.calibration import load_calibration, load_streamed
 from hf_prune.checkpoint import load_tokenizer
-from hf_prune.scoring import METHODS, PruningTarget, get_method_config
+from hf_prune.scoring import METHODS, PruningTarget, build_method, get_method, get_method_config
 from tests.conftest import make_tiny_model
 from tests.test_architecture import heterogeneous
 
@@ -78,14 +78,14 @@ from accelerate import debug_launcher
 
 import hf_prune
 from hf_prune.calibration import load_calibration, process_state
-from hf_prune.scoring import get_method_config
+from hf_prune.scoring import get_method
 
 
 def worker(checkpoint, output):
     state = process_state()
     loaded = hf_prune.load_model(checkpoint)
     data = load_calibration(loaded.tokenizer, num_samples=5, seq_len=20)
-    scores = get_method_config("block-influence").build().score(loaded.model, data, batch_size=2, progress=False)
+    scores = get_method("block-influence").score(loaded.model, data, batch_size=2, progress=False)
     Path(f"{output}.{state.process_index}.of.{state.num_processes}").write_text(json.dumps(scores.to_dict()))
 
 
@@ -108,7 +108,7 @@ def test_accelerate_debug_launcher_processes_agree(tiny_checkpoint, tmp_path):
     assert first == second  # every process ends with the same scores
     loaded = hf_prune.load_model(tiny_checkpoint)
     data = load_calibration(loaded.tokenizer, num_samples=5, seq_len=20)
-    alone = get_method_config("block-influence").build().score(loaded.model, data, batch_size=2, progress=False)
+    alone = get_method("block-influence").score(loaded.model, data, batch_size=2, progress=False)
     assert_same_scores(alone.to_dict(), first)
 
 
@@ -141,7 +141,7 @@ def test_streaming_scores_like_in_memory_from_a_sharded_checkpoint(saved_family_
     model, path = saved_family_model
     assert (path / "model.safetensors.index.json").is_file()  # the checkpoint really is sharded
     data = _calibration(model.config.vocab_size)
-    scorer = get_method_config(method, **options).build()
+    scorer = get_method(method, **options)
     in_memory = scorer.score(model, data, batch_size=4, progress=False)
     streamed = scorer.score(load_streamed(path), data, batch_size=4, progress=False)
     assert_same_scores(in_memory.to_dict(), streamed.to_dict())
@@ -150,7 +150,7 @@ def test_streaming_scores_like_in_memory_from_a_sharded_checkpoint(saved_family_
 def test_iterative_method_restreams_every_shot(saved_family_model):
     model, path = saved_family_model
     data = _calibration(model.config.vocab_size)
-    method = get_method_config("block-influence", iterative=True).build()
+    method = get_method("block-influence", iterative=True)
     in_memory = method.prune(model, data, PruningTarget(num_layers=2), batch_size=3, progress=False)
     streamed = method.prune(load_streamed(path), data, PruningTarget(num_layers=2), batch_size=3, progress=False)
     assert streamed.plan.removed_layers == in_memory.plan.removed_layers
@@ -164,8 +164,8 @@ def test_k_shot_transact_restreams_every_shot(saved_family_model):
     model, path = saved_family_model
     data = _calibration(model.config.vocab_size)
     method = get_method_config("transact", shots=3, allocation="adaptive")
-    in_memory = method.build().prune(model, data, PruningTarget(ratio=0.4), batch_size=3, progress=False)
-    streamed = method.build().prune(load_streamed(path), data, PruningTarget(ratio=0.4), batch_size=3, progress=False)
+    in_memory = build_method(method).prune(model, data, PruningTarget(ratio=0.4), batch_size=3, progress=False)
+    streamed = build_method(method).prune(load_streamed(path), data, PruningTarget(ratio=0.4), batch_size=3, progress=False)
     assert streamed.model.pruning_trace.to_dict() == in_memory.model.pruning_trace.to_dict()
 
 
@@ -188,7 +188,7 @@ def test_device_map_offloaded_model_scores_like_in_memory(tiny_checkpoint, tmp_p
         tiny_checkpoint, device_map="auto", max_memory={"cpu": "100KB"}, offload_folder=str(tmp_path / "offload")
     )
     assert "disk" in set(offloaded.hf_device_map.values())
-    scorer = get_method_config("block-influence").build()
+    scorer = get_method("block-influence")
     assert_same_scores(
         scorer.score(loaded.model, data, progress=False).to_dict(), scorer.score(offloaded, data, progress=False).to_dict()
     )

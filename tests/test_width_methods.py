@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM
 
 import hf_prune
 from hf_prune.calibration import CalibrationData, load_calibration
-from hf_prune.scoring import PruningTarget, get_method_config
+from hf_prune.scoring import PruningTarget, build_method, get_method, get_method_config
 from hf_prune.scoring.transact import head_salience
 from tests.conftest import make_tiny_model
 from tests.helpers import logits_in_fresh_process
@@ -45,7 +45,7 @@ def test_head_salience_is_mean_plus_scaled_max():
 def test_planted_dead_units_are_exactly_the_ones_removed(family, data, method):
     model = plant_dead_units(make_tiny_model(family))
     config = get_method_config(method, attention_width=4, mlp_width=60, **({"shots": 1} if method == "transact" else {}))
-    result = config.build().prune(model, data, None, progress=False)
+    result = build_method(config).prune(model, data, None, progress=False)
     trace = result.model.pruning_trace.layers[1]
     assert trace.kv_heads == [0, 1]  # group 2 went
     assert trace.query_heads == [0, 1, 2, 3]
@@ -59,7 +59,7 @@ def test_magnitude_removes_the_smallest_weights(data):
         for weight in (mlp.gate_proj.weight, mlp.up_proj.weight):
             weight[[5, 6]] *= 1e-3
         mlp.down_proj.weight[:, [5, 6]] *= 1e-3
-    result = get_method_config("magnitude", mlp_width=62).build().prune(model, None, None, progress=False)
+    result = get_method("magnitude", mlp_width=62).prune(model, None, None, progress=False)
     assert sorted(set(range(64)) - set(result.model.pruning_trace.layers[2].neurons)) == [5, 6]
 
 
@@ -69,7 +69,7 @@ def test_magnitude_removes_the_smallest_weights(data):
 def test_every_layer_keeps_whole_kv_groups(data, method, gqa, allocation):
     options = {"gqa": gqa, "allocation": allocation, **({"shots": 2} if method == "transact" else {})}
     model = make_tiny_model("qwen2")  # GQA bookkeeping is the same in every family
-    result = get_method_config(method, **options).build().prune(model, data, PruningTarget(ratio=0.5), progress=False)
+    result = get_method(method, **options).prune(model, data, PruningTarget(ratio=0.5), progress=False)
     for layer in result.model.config.per_layer_config:
         assert layer.num_attention_heads % layer.num_key_value_heads == 0
     heads = [layer.num_attention_heads for layer in result.model.config.per_layer_config]
@@ -84,7 +84,7 @@ def test_every_layer_keeps_whole_kv_groups(data, method, gqa, allocation):
 @pytest.mark.parametrize("shots", [1, 2, 3, 8])
 def test_k_shot_schedule_reaches_the_exact_target(tiny_model, data, shots):
     method = get_method_config("transact", shots=shots, attention_width=2, mlp_width=21)
-    result = method.build().prune(tiny_model, data, None, progress=False)
+    result = build_method(method).prune(tiny_model, data, None, progress=False)
     for layer in result.model.config.per_layer_config:
         assert (layer.num_attention_heads, layer.num_key_value_heads, layer.intermediate_size) == (2, 1, 21)
     plans = result.scores.extra["shot_plans"]
@@ -97,7 +97,7 @@ def test_k_shot_schedule_reaches_the_exact_target(tiny_model, data, shots):
 
 def test_adaptive_allocation_writes_a_heterogeneous_checkpoint_that_loads(family, data, tmp_path):
     model = plant_dead_units(make_tiny_model(family))
-    result = get_method_config("transact", shots=2, allocation="adaptive").build().prune(
+    result = get_method("transact", shots=2, allocation="adaptive").prune(
         model, data, PruningTarget(ratio=0.4), progress=False
     )
     widths = {(layer.num_attention_heads, layer.intermediate_size) for layer in result.model.config.per_layer_config}
@@ -114,7 +114,7 @@ def test_adaptive_allocation_writes_a_heterogeneous_checkpoint_that_loads(family
 
 @pytest.mark.parametrize("options", [{"gqa": "groups"}, {"gqa": "heads"}, {"head_dim_ratio": 0.5}])
 def test_cached_and_uncached_generation_agree_after_transact(tiny_model, data, options):
-    result = get_method_config("transact", shots=2, **options).build().prune(
+    result = get_method("transact", shots=2, **options).prune(
         tiny_model, data, PruningTarget(ratio=0.5), progress=False
     )
     prompt = data.input_ids[:2, :6]
@@ -124,7 +124,7 @@ def test_cached_and_uncached_generation_agree_after_transact(tiny_model, data, o
 
 def test_head_dim_pruning_keeps_original_rope_frequencies(data):
     model = make_tiny_model("llama")
-    result = get_method_config("transact", shots=1, head_dim_ratio=0.5).build().prune(
+    result = get_method("transact", shots=1, head_dim_ratio=0.5).prune(
         model, data, PruningTarget(ratio=0.25), progress=False
     )
     attention = result.model.model.layers[0].self_attn
@@ -137,7 +137,7 @@ def test_head_dim_pruning_keeps_original_rope_frequencies(data):
 
 def test_kv_cache_shrinks_with_whole_groups(tiny_model, data):
     dense = hf_prune.to_pruned(tiny_model)
-    result = get_method_config("activation", gqa="groups").build().prune(tiny_model, data, PruningTarget(ratio=0.5), progress=False)
+    result = get_method("activation", gqa="groups").prune(tiny_model, data, PruningTarget(ratio=0.5), progress=False)
     record = hf_prune.PruningRecord.from_model(result.model)
     assert record.kv_cache_bytes_per_token_after == record.kv_cache_bytes_per_token_before * 2 // 3
     assert record.width_kept["attention"] == pytest.approx(4 / 6)
@@ -146,9 +146,9 @@ def test_kv_cache_shrinks_with_whole_groups(tiny_model, data):
 
 def test_width_method_needs_an_amount(tiny_model, data):
     with pytest.raises(hf_prune.InvalidPruningError, match="say how much to remove"):
-        get_method_config("transact").build().prune(tiny_model, data, None, progress=False)
+        get_method("transact").prune(tiny_model, data, None, progress=False)
     with pytest.raises(hf_prune.InvalidPruningError, match="give --ratio, not --num-layers"):
-        get_method_config("transact").build().prune(tiny_model, data, PruningTarget(num_layers=1), progress=False)
+        get_method("transact").prune(tiny_model, data, PruningTarget(num_layers=1), progress=False)
 
 
 @pytest.mark.parametrize("gqa", ["groups", "heads"])
@@ -161,7 +161,7 @@ def test_adaptive_floor_holds_against_the_source_widths_after_every_shot(stories
     )
     source = stories260k.model.config
     config = get_method_config("transact", shots=8, allocation="adaptive", min_keep=0.25, gqa=gqa)
-    result = config.build().prune(stories260k.model, data, PruningTarget(ratio=0.5), progress=False)
+    result = build_method(config).prune(stories260k.model, data, PruningTarget(ratio=0.5), progress=False)
     neuron_floor = -(-source.intermediate_size // 4)
     head_unit = source.num_attention_heads // source.num_key_value_heads if gqa == "groups" else source.num_key_value_heads
     head_floor = -(-(source.num_attention_heads // head_unit) // 4) * head_unit

@@ -295,10 +295,13 @@ def to_stock(model: PrunedForCausalLM) -> PreTrainedModel:
 
     ```python
     >>> import hf_prune
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
     >>> from hf_prune.architecture.families import to_stock
-    >>> model = hf_prune.remove_layers(source, [1])  # doctest: +SKIP
-    >>> type(to_stock(model)).__name__  # doctest: +SKIP
-    'LlamaForCausalLM'
+    >>> source = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+    ...                                       num_attention_heads=4))
+    >>> model = hf_prune.remove_layers(source, [1])
+    >>> type(model).__name__, type(to_stock(model)).__name__
+    ('PrunedForCausalLM', 'LlamaForCausalLM')
 
     ```
     """

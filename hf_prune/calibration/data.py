@@ -299,10 +299,11 @@ def load_calibration(
     Example:
 
     ```python
-    >>> import hf_prune
-    >>> loaded = hf_prune.load_model("smollm2-135m")  # doctest: +SKIP
-    >>> data = hf_prune.load_calibration(loaded.tokenizer, num_samples=8, seq_len=128)  # doctest: +SKIP
-    >>> data.input_ids.shape, data.source  # doctest: +SKIP
+    >>> from hf_prune.calibration import load_calibration
+    >>> from hf_prune.checkpoint import load_tokenizer
+    >>> tokenizer = load_tokenizer("smollm2-135m")
+    >>> data = load_calibration(tokenizer, num_samples=8, seq_len=128)
+    >>> data.input_ids.shape, data.source
     (torch.Size([8, 128]), 'builtin')
 
     ```

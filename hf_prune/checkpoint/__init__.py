@@ -1,5 +1,6 @@
 """Checkpoints: resolving and loading models, checking them against their config, saving pruned ones atomically."""
 
+from ..provenance import RECORD_NAME, PruningRecord
 from .load import (
     BUILTIN_MODELS,
     LoadedModel,
@@ -10,10 +11,9 @@ from .load import (
     load_tokenizer,
     resolve_model,
 )
-from .record import RECORD_NAME, PruningRecord
+from .save import FORMATS, atomic_directory, check_output_dir, resolve_format, save_pruned
 from .streamed import StreamSource, is_streamed, layers_with_weights, load_streamed, write_streamed_weights
 from .tensors import CheckpointTensors
-from .save import FORMATS, atomic_directory, check_output_dir, resolve_format, save_pruned
 from .validate import check_checkpoint, load_config, read_safetensors_shapes
 
 __all__ = [

@@ -16,8 +16,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from ..architecture import PrunedConfig
 from ..architecture.families import get_family
 from ..errors import MissingDependencyError, ModelNotFoundError
+from ..provenance import RECORD_NAME
 from ..quantization.quanto import is_quantized_checkpoint
-from .record import RECORD_NAME
 from .save import atomic_directory
 from .validate import check_checkpoint, load_config
 
@@ -92,7 +92,7 @@ def builtin_checkpoint(alias: str) -> Path:
 
     ```python
     >>> from hf_prune.checkpoint import builtin_checkpoint
-    >>> (builtin_checkpoint("smollm2-135m") / "config.json").exists()  # doctest: +SKIP
+    >>> (builtin_checkpoint("smollm2-135m") / "config.json").exists()
     True
 
     ```
@@ -161,8 +161,8 @@ def load_model(
 
     ```python
     >>> import hf_prune
-    >>> loaded = hf_prune.load_model("smollm2-135m")  # doctest: +SKIP
-    >>> loaded.source, loaded.model.config.num_hidden_layers  # doctest: +SKIP
+    >>> loaded = hf_prune.load_model("smollm2-135m")
+    >>> loaded.source, loaded.model.config.num_hidden_layers
     ('HuggingFaceTB/SmolLM2-135M-Instruct', 30)
 
     ```
@@ -240,7 +240,7 @@ def load_tokenizer(
 
     ```python
     >>> from hf_prune.checkpoint import load_tokenizer
-    >>> load_tokenizer("smollm2-135m")("Hello").input_ids  # doctest: +SKIP
+    >>> load_tokenizer("smollm2-135m")("Hello").input_ids
     [19556]
 
     ```
@@ -251,6 +251,11 @@ def load_tokenizer(
         return AutoTokenizer.from_pretrained(path, revision=revision, token=token, local_files_only=local_files_only)
     except OSError as error:
         raise ModelNotFoundError(f"cannot load the tokenizer of {name!r}: {_first_line(error)}") from error
+    except ValueError as error:  # a folder without tokenizer files: transformers' several-line explanation
+        if Path(path).is_dir() and not any(Path(path).glob("tokenizer*")):
+            raise ModelNotFoundError(f"{name!r} has no tokenizer (no tokenizer.json or tokenizer_config.json); "
+                                     "save one next to the weights") from error
+        raise
 
 
 def download_checkpoint(repo_id: str, *, revision: str | None = None, token: str | bool | None = None) -> Path:

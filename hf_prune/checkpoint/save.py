@@ -16,7 +16,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from ..architecture.families import to_pruned, to_stock
 from ..architecture.gguf_layout import gguf_layout
 from ..errors import FormatError, OutputExistsError
-from .record import PruningRecord
+from ..provenance import PROFILE_NAME, PruningRecord, profile_png, render_model_card
 from .streamed import is_streamed, write_streamed_weights
 
 CheckpointFormat = Literal["auto", "pruned", "stock"]
@@ -149,10 +149,15 @@ def save_pruned(
     Example:
 
     ```python
+    >>> import tempfile
     >>> import hf_prune
-    >>> model = hf_prune.remove_layers(model, [10, 11])  # doctest: +SKIP
-    >>> hf_prune.save_pruned(model, "smollm2-28-layers", tokenizer=tokenizer).format  # doctest: +SKIP
-    'stock'
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+    ...                                      num_attention_heads=4))
+    >>> pruned = hf_prune.remove_layers(model, [1])
+    >>> record = hf_prune.save_pruned(pruned, tempfile.mkdtemp() + "/two-layers")
+    >>> record.format, record.layers_before, record.layers_after
+    ('stock', 3, 2)
 
     ```
     """
@@ -185,8 +190,6 @@ def save_pruned(
         record.save(staging)
         files = dict(extra_files or {})
         if model_card is True:
-            from ..hub.card import render_model_card
-            from ..hub.profile import PROFILE_NAME, profile_png
 
             files.setdefault(PROFILE_NAME, profile_png)
             files["README.md"] = lambda final: render_model_card(final, model_name=Path(output_dir).name)

@@ -41,9 +41,21 @@ def load_streamed(
     Example:
 
     ```python
+    >>> import tempfile
+    >>> import torch
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> from hf_prune.calibration import CalibrationData
+    >>> directory = tempfile.mkdtemp()
+    >>> LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+    ...                              num_attention_heads=4)).save_pretrained(directory)
+    >>> data = CalibrationData(torch.randint(0, 64, (4, 16), generator=torch.Generator().manual_seed(0)), source="random")
     >>> from hf_prune.checkpoint import load_streamed
-    >>> model = load_streamed("llama-70b-checkpoint")  # doctest: +SKIP
-    >>> scores = get_method_config("block-influence").build().score(model, data)  # doctest: +SKIP
+    >>> from hf_prune.scoring import get_method
+    >>> model = load_streamed(directory)  # a meta-device model: nothing is read yet
+    >>> model.model.layers[0].mlp.up_proj.weight.device
+    device(type='meta')
+    >>> len(get_method("block-influence").score(model, data, progress=False).layer_scores)
+    3
 
     ```
     """
@@ -53,7 +65,9 @@ def load_streamed(
     dtype = dtype or stored
     config.dtype = dtype
     with torch.device("meta"):
-        model = PrunedForCausalLM(config)
+        # Meta tensors in the streamed dtype (rotary frequencies stay float32, as from_pretrained leaves them), so
+        # `model.dtype` is the dtype of the weights it stands for.
+        model = PrunedForCausalLM._from_config(config, dtype=dtype)
     model.stream_source = StreamSource(directory, dtype, torch.device(device))
     model.pruning_trace = PruningTrace.identity(config)
     model.name_or_path = str(directory)
@@ -101,8 +115,16 @@ def layers_with_weights(model: PreTrainedModel):
     Example:
 
     ```python
-    >>> for index, layer in layers_with_weights(model):  # doctest: +SKIP
-    ...     print(index, layer.mlp.up_proj.weight.abs().mean())
+    >>> import tempfile
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> from hf_prune.checkpoint import layers_with_weights, load_streamed
+    >>> directory = tempfile.mkdtemp()
+    >>> LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    ...                              num_attention_heads=4)).save_pretrained(directory)
+    >>> for index, layer in layers_with_weights(load_streamed(directory)):
+    ...     print(index, layer.mlp.up_proj.weight.device, tuple(layer.mlp.up_proj.weight.shape))
+    0 cpu (64, 32)
+    1 cpu (64, 32)
 
     ```
     """

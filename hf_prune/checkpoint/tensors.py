@@ -23,9 +23,13 @@ class CheckpointTensors:
 
     ```python
     >>> from hf_prune.checkpoint import CheckpointTensors
-    >>> tensors = CheckpointTensors("../shared/models/stories260k")  # doctest: +SKIP
-    >>> tensors.read("model.norm.weight").shape  # doctest: +SKIP
-    torch.Size([64])
+    >>> import tempfile
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> directory = tempfile.mkdtemp()
+    >>> LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    ...                              num_attention_heads=4)).save_pretrained(directory)
+    >>> CheckpointTensors(directory).read("model.norm.weight").shape
+    torch.Size([32])
 
     ```
     """

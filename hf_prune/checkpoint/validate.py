@@ -21,8 +21,13 @@ def read_safetensors_shapes(directory: str | Path) -> dict[str, list[int]]:
 
     ```python
     >>> from hf_prune.checkpoint import read_safetensors_shapes
-    >>> read_safetensors_shapes("../shared/models/stories260k")["model.norm.weight"]  # doctest: +SKIP
-    [64]
+    >>> import tempfile
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> directory = tempfile.mkdtemp()
+    >>> LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    ...                              num_attention_heads=4)).save_pretrained(directory)
+    >>> read_safetensors_shapes(directory)["model.norm.weight"]
+    [32]
 
     ```
     """
@@ -54,8 +59,13 @@ def check_checkpoint(directory: str | Path) -> PretrainedConfig:
 
     ```python
     >>> from hf_prune.checkpoint import check_checkpoint
-    >>> check_checkpoint("../shared/models/stories260k").num_hidden_layers  # doctest: +SKIP
-    5
+    >>> import tempfile
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> directory = tempfile.mkdtemp()
+    >>> LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    ...                              num_attention_heads=4)).save_pretrained(directory)
+    >>> check_checkpoint(directory).num_hidden_layers
+    2
 
     ```
     """

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ..checkpoint.load import BUILTIN_MODELS
 from ..errors import MissingDependencyError, ModelNotFoundError
-from ..hub.card import looks_like_hub_id
 from ..hub.space import space_dir
+from ..provenance import looks_like_hub_id
 
 
 def register(commands) -> None:

@@ -10,14 +10,23 @@ import tempfile
 import time
 
 from ..calibration.distributed import is_main_process
-from ..checkpoint import FORMATS, PruningRecord, check_output_dir, save_pruned
+from ..checkpoint import FORMATS, check_output_dir, save_pruned
 from ..errors import InvalidPruningError
 from ..evaluation import compare_models
-from ..evaluation.report import human_bytes, human_count, render_report
 from ..evaluation.tasks import compare_tasks, evaluate_tasks, local_task_configs, parse_tasks, require_lm_eval
 from ..healing import HealingConfig
-from ..hub.profile import PROFILE_NAME
+from ..provenance import (
+    CURVE_NAME,
+    PROFILE_NAME,
+    PruningRecord,
+    healing_curve_png,
+    healing_report,
+    human_bytes,
+    human_count,
+    render_report,
+)
 from ..quantization import WEIGHT_TYPES, quantize_weights, require_quanto
+from ..scoring import build_method
 from .heal import add_healing_options, healing_config
 from .options import (
     add_calibration_options,
@@ -137,12 +146,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         shot_windows, shot_data_source = training_windows(loaded.tokenizer, shot_config)
         shot_healer = ShotHealer(loaded.model, shot_windows, shot_config, tokenizer=loaded.tokenizer,
                                  eval_text=load_text(shot_config.eval_text, "evaluation"), progress=progress)
-        result = config.build().prune(
+        result = build_method(config).prune(
             loaded.model, data, target, batch_size=args.batch_size, progress=progress, between_shots=shot_healer
         )
         result.scores.extra["shot_healing"] = shot_healer.provenance(loaded.source, shot_data_source)
     else:
-        result = config.build().prune(loaded.model, data, target, batch_size=args.batch_size, progress=progress)
+        result = build_method(config).prune(loaded.model, data, target, batch_size=args.batch_size, progress=progress)
     timings["score and remove" + (" (healing between shots)" if shot_healer else "")] = time.perf_counter() - started
 
     evaluation = {}
@@ -208,20 +217,22 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         source_model=loaded.source,
         calibration=data.provenance() if data is not None else None,
         scores=result.scores.to_dict(),
-        settings={**config.to_dict(), "target": target.to_dict() if target is not None else None},
+        citation=config.paper,
+        settings=config.to_dict(),
+        target=target.to_dict() if target is not None else None,
         evaluation=evaluation,
         license=loaded.license,
         command=shlex.join(["hf-prune", *argv]),
     )
     extra_files = {"report.md": lambda final: render_report(final.to_dict(), timings)}
     if healing is not None:
-        from ..healing.run import CURVE_NAME, curve_png, healing_report, with_healing
+        from ..healing.run import with_healing
 
         healed, data_source = healing
         record = with_healing(record, healed, loaded.source, data_source, heal_config)
         extra_files = {
             "report.md": lambda final: render_report(final.to_dict(), timings) + "\n" + healing_report(final.healing),
-            CURVE_NAME: lambda final: curve_png(final.healing),
+            CURVE_NAME: lambda final: healing_curve_png(final.healing),
         }
     save_pruned(
         result.model,

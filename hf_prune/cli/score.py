@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..calibration.distributed import is_main_process
 from ..errors import OutputExistsError
+from ..scoring import build_method
 from .options import (
     add_calibration_options,
     add_method_options,
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     if output.exists() and not args.overwrite:
         raise OutputExistsError(f"{output} exists; choose another file or pass --overwrite")
     data, loaded = prepare(args, config)
-    scores = config.build().score(loaded.model, data, target, batch_size=args.batch_size, progress=not args.quiet)
+    scores = build_method(config).score(loaded.model, data, target, batch_size=args.batch_size, progress=not args.quiet)
     if not is_main_process():
         return 0  # every process holds the same scores; one writes
     result = {

@@ -36,9 +36,15 @@ def compare_models(
     Example:
 
     ```python
+    >>> import hf_prune
     >>> from hf_prune.evaluation import compare_models
-    >>> compare_models(dense, pruned, tokenizer, ["builtin-eval"], max_windows=4)["perplexity"][0]["pruned"]  # doctest: +SKIP
-    31.2
+    >>> loaded = hf_prune.load_model("smollm2-135m")
+    >>> pruned = hf_prune.remove_layers(loaded.model, [20, 21, 22, 23])
+    >>> result = compare_models(loaded.model, pruned, loaded.tokenizer, ["builtin-eval"], seq_len=128, max_windows=2,
+    ...                         progress=False)
+    >>> entry = result["perplexity"][0]
+    >>> entry["text"], entry["windows"], entry["pruned"] > entry["dense"]
+    ('builtin-eval', 2, True)
 
     ```
     """

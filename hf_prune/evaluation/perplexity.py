@@ -82,9 +82,10 @@ def perplexity(
     ```python
     >>> import hf_prune
     >>> from hf_prune.evaluation import perplexity
-    >>> loaded = hf_prune.load_model("smollm2-135m")  # doctest: +SKIP
-    >>> perplexity(loaded.model, loaded.tokenizer, "builtin-eval", max_windows=4)["windows"]  # doctest: +SKIP
-    4
+    >>> loaded = hf_prune.load_model("smollm2-135m")
+    >>> result = perplexity(loaded.model, loaded.tokenizer, "builtin-eval", seq_len=128, max_windows=4, progress=False)
+    >>> result["windows"], result["tokens"], 5 < result["perplexity"] < 100
+    (4, 508, True)
 
     ```
     """

@@ -13,7 +13,7 @@ from transformers import DynamicCache, PreTrainedModel
 
 from ..architecture.modeling_pruned import CACHE_NAME
 from ..calibration.engine import input_device
-from .size import count_parameters, kv_cache_bytes_per_token
+from ..provenance.size import count_parameters, kv_cache_bytes_per_token
 
 
 @contextmanager
@@ -100,9 +100,14 @@ def measure_speed(
     Example:
 
     ```python
+    >>> import torch
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
     >>> from hf_prune.evaluation import measure_speed
-    >>> measure_speed(model, prompt_ids, new_tokens=32)["decode_tokens_per_s"]  # doctest: +SKIP
-    41.7
+    >>> model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    ...                                      num_attention_heads=4)).eval()
+    >>> speed = measure_speed(model, torch.randint(0, 64, (1, 16)), new_tokens=8, repeats=1)
+    >>> speed["decode_tokens_per_s"] > 0, speed["kv_cache_bytes_per_token"]
+    (True, 512)
 
     ```
     """

@@ -229,6 +229,9 @@ def evaluate_tasks(
         "batch_size": batch_size,
         "task_versions": {task: output["versions"].get(task) for task in tasks},
         "splits": {task: TASK_DATA[task].split for task in tasks if task in TASK_DATA},
+        # The Hub datasets the scores are on, for the card's model-index (which knows no task layouts).
+        "datasets": {task: {"type": TASK_DATA[task].hub_dataset, "name": TASK_DATA[task].pretty_name,
+                            "config": TASK_DATA[task].hub_config} for task in tasks if task in TASK_DATA},
         "task_data": digests,
     }
     result = {"tasks": results, "settings": settings}

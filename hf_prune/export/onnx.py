@@ -22,9 +22,9 @@ from packaging import version
 from transformers import DynamicCache, PreTrainedModel
 
 from ..architecture.modeling_pruned import CACHE_NAME
-from ..checkpoint.record import RECORD_NAME
 from ..checkpoint.save import atomic_directory, check_output_dir
 from ..errors import FormatError, MissingDependencyError
+from ..provenance import RECORD_NAME
 
 INSTALL_HINT = "pip install 'hf-prune[onnx]'"
 # transformers' exporters exist earlier, but export_for_generation returns what this module reads from 5.23 on.
@@ -68,11 +68,21 @@ def export_onnx(
     Example:
 
     ```python
+    >>> import tempfile
+    >>> import torch
     >>> import hf_prune
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+    ...                                      num_attention_heads=4, num_key_value_heads=2)).eval()
+    >>> pruned = hf_prune.remove_heads(hf_prune.remove_layers(model, [1]), {0: [0, 2]})  # one head of each KV group
     >>> from hf_prune.export import export_onnx, load_onnx
-    >>> loaded = hf_prune.load_model("runs/smollm2-transact")  # doctest: +SKIP
-    >>> export_onnx(loaded.model, "runs/smollm2-transact-onnx", tokenizer=loaded.tokenizer)  # doctest: +SKIP
-    >>> load_onnx("runs/smollm2-transact-onnx").generate(input_ids, max_new_tokens=20)  # doctest: +SKIP
+    >>> directory = export_onnx(pruned, tempfile.mkdtemp() + "/onnx")
+    >>> sorted(path.name for path in directory.glob("*.onnx"))
+    ['decode.onnx', 'prefill.onnx']
+    >>> prompt = torch.tensor([[1, 5, 9, 3]])
+    >>> torch.equal(torch.as_tensor(load_onnx(directory).generate(prompt, max_new_tokens=6)),
+    ...             pruned.generate(prompt, max_new_tokens=6, do_sample=False))
+    True
 
     ```
     """
@@ -109,9 +119,17 @@ class OnnxGenerator:
     Example:
 
     ```python
-    >>> from hf_prune.export import load_onnx
-    >>> generator = load_onnx("runs/smollm2-transact-onnx")  # doctest: +SKIP
-    >>> generator.generate(tokenizer("Hello", return_tensors="pt").input_ids, max_new_tokens=8)  # doctest: +SKIP
+    >>> import tempfile
+    >>> import torch
+    >>> import hf_prune
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+    ...                                      num_attention_heads=4, num_key_value_heads=2)).eval()
+    >>> pruned = hf_prune.remove_heads(hf_prune.remove_layers(model, [1]), {0: [0, 2]})  # one head of each KV group
+    >>> from hf_prune.export import export_onnx, load_onnx
+    >>> generator = load_onnx(export_onnx(pruned, tempfile.mkdtemp() + "/onnx"))
+    >>> tuple(generator.generate(torch.tensor([[1, 5, 9, 3]]), max_new_tokens=4).shape)
+    (1, 8)
 
     ```
     """

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 import shutil
 from pathlib import Path
@@ -12,15 +11,13 @@ from typing import Any
 import torch
 
 from ..calibration.data import load_calibration, load_text, tokens_sha256
-from ..checkpoint import PruningRecord, load_model, save_pruned
+from ..checkpoint import load_model, save_pruned
 from ..checkpoint.load import BUILTIN_MODELS
-from ..checkpoint.record import RECORD_NAME
 from ..checkpoint.save import check_output_dir
 from ..errors import HealingError
+from ..provenance import CURVE_NAME, RECORD_NAME, PruningRecord, healing_curve_png, healing_report
 from .config import HealingConfig
 from .trainer import STATE_FILE, HealingResult, check_teacher, heal_model, teacher_dtype
-
-CURVE_NAME = "healing_curve.png"
 
 
 def state_dir_for(output_dir: str | Path) -> Path:
@@ -38,27 +35,6 @@ def training_windows(tokenizer, config: HealingConfig):
     """The training windows: every consecutive window of the data source (never the evaluation split), and its name."""
     data = load_calibration(tokenizer, config.data, num_samples=None, seq_len=config.seq_len)
     return data.input_ids, data.source
-
-
-def curve_png(healing: dict) -> bytes:
-    """Held-out perplexity against training tokens, as PNG bytes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    points = healing["held_out"]
-    figure, axis = plt.subplots(figsize=(6, 3.5))
-    axis.plot([p["tokens"] for p in points], [p["perplexity"] for p in points], marker="o")
-    axis.set_xlabel("training tokens")
-    axis.set_ylabel("held-out perplexity")
-    axis.set_title(f"Healing by distillation ({healing['config']['loss']})")
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
-    return buffer.getvalue()
 
 
 def heal(
@@ -84,8 +60,23 @@ def heal(
     Example:
 
     ```python
+    >>> import tempfile
     >>> import hf_prune
-    >>> hf_prune.heal("runs/smollm2-block-influence", "runs/smollm2-healed", tokens=32_768)  # doctest: +SKIP
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> from hf_prune.checkpoint import load_tokenizer
+    >>> from hf_prune.provenance import PruningRecord
+    >>> runs, tokenizer = tempfile.mkdtemp(), load_tokenizer("smollm2-135m")
+    >>> teacher = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+    ...                                        num_hidden_layers=3, num_attention_heads=4))
+    >>> teacher.save_pretrained(f"{runs}/teacher")
+    >>> _ = tokenizer.save_pretrained(f"{runs}/teacher")
+    >>> pruned = hf_prune.remove_layers(teacher, [1])
+    >>> record = PruningRecord.from_model(pruned, source_model=f"{runs}/teacher")  # names the teacher
+    >>> _ = hf_prune.save_pruned(pruned, f"{runs}/pruned", tokenizer=tokenizer, record=record)
+    >>> healed = hf_prune.heal(f"{runs}/pruned", f"{runs}/healed", steps=2, seq_len=32, batch_size=2, eval_windows=1,
+    ...                        progress=False)
+    >>> healed.healing["steps"], healed.healing["teacher"] == f"{runs}/teacher"
+    (2, True)
 
     ```
     """
@@ -120,7 +111,7 @@ def heal(
     record = with_healing(record, result, teacher_loaded.source, data_source, config)
     if command:
         record.command = f"{record.command}\n{command}" if record.command else command
-    extra_files = {CURVE_NAME: lambda final: curve_png(final.healing)} if result.facts["held_out"] else {}
+    extra_files = {CURVE_NAME: lambda final: healing_curve_png(final.healing)} if result.facts["held_out"] else {}
     report = Path(checkpoint) / "report.md"
     if report.is_file():
         extra_files["report.md"] = report.read_text(encoding="utf-8") + "\n" + healing_report(record.healing)
@@ -130,19 +121,6 @@ def heal(
     )
     shutil.rmtree(state_dir, ignore_errors=True)
     return record
-
-
-def healing_report(healing: dict) -> str:
-    """The healing section appended to a checkpoint's `report.md`."""
-    lines = [
-        "## Healing", "",
-        f"Distilled from {healing['teacher']} on {healing['tokens']:,} tokens of `{healing['data']['source']}` in "
-        f"{healing['steps']} steps on {healing['processes']} process(es): {healing['wall_seconds']:.0f} s, "
-        f"{healing['tokens_per_second']:,.0f} training tokens/s.", "",
-        "| training tokens | held-out perplexity |", "|---:|---:|",
-    ]
-    lines += [f"| {point['tokens']:,} | {point['perplexity']:.3f} |" for point in healing["held_out"]]
-    return "\n".join(lines) + "\n"
 
 
 def with_healing(record: PruningRecord, result: HealingResult, teacher: str, data_source: str, config: HealingConfig):
@@ -168,7 +146,7 @@ class ShotHealer:
     >>> import torch
     >>> from transformers import LlamaConfig, LlamaForCausalLM
     >>> from hf_prune.healing import HealingConfig, ShotHealer
-    >>> from hf_prune.scoring import PruningTarget, TransActConfig
+    >>> from hf_prune.scoring import PruningTarget, TransActConfig, build_method
     >>> from hf_prune.calibration import CalibrationData
     >>> config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
     ...                      num_attention_heads=4, num_key_value_heads=2)
@@ -176,7 +154,7 @@ class ShotHealer:
     >>> windows = torch.randint(0, 64, (8, 16), generator=torch.Generator().manual_seed(0))
     >>> healer = ShotHealer(teacher, windows, HealingConfig(steps=2, seq_len=16, batch_size=2), progress=False)
     >>> data = CalibrationData(windows[:2], source="random tokens")
-    >>> method = TransActConfig(shots=3, gqa="heads").build()
+    >>> method = build_method(TransActConfig(shots=3, gqa="heads"))
     >>> result = method.prune(teacher, data, PruningTarget(ratio=0.5), progress=False, between_shots=healer)
     >>> [run["shot"] for run in healer.runs]
     [1, 2]

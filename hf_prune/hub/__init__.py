@@ -1,7 +1,6 @@
 """The Hub: model cards, the pruning-profile picture, the pusher, and the demo Space."""
 
-from .card import card_data, render_model_card
-from .profile import profile_figure, profile_png, profile_rows
+from ..provenance import card_data, profile_figure, profile_png, profile_rows, render_model_card
 from .push import PushResult, push_to_hub
 from .space import push_space, render_space_card
 

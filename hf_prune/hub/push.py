@@ -2,49 +2,23 @@
 
 from __future__ import annotations
 
-import importlib
 import json
-import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, constants
-from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import get_session, get_token, hf_raise_for_status, validate_repo_id
 
-from ..checkpoint.record import RECORD_NAME, PruningRecord
 from ..errors import (
-    HubPermissionError,
-    HubUnreachableError,
     InvalidRepoIdError,
-    InvalidTokenError,
     MissingTokenError,
     NotACheckpointError,
 )
-from .card import render_model_card
-from .profile import PROFILE_NAME, profile_png
-
-logger = logging.getLogger(__name__)
-T = TypeVar("T")
+from ..provenance import PROFILE_NAME, RECORD_NAME, PruningRecord, profile_png, render_model_card
+from .retries import with_retries
 
 _PICKLES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
-
-
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    """Dropped connections and timeouts of the HTTP client huggingface_hub uses (httpx in 1.x, httpx2 in 2.x)."""
-    errors: list[type[BaseException]] = [ConnectionError]
-    for client in ("httpx2", "httpx"):
-        try:
-            errors.append(importlib.import_module(client).TransportError)
-        except ImportError:
-            continue
-    return tuple(errors)
-
-
-_TRANSPORT_ERRORS = _transport_errors()
 
 
 @dataclass
@@ -101,38 +75,6 @@ def read_checkpoint(directory: str | Path) -> PruningRecord:
         return PruningRecord.load(directory)
     except (json.JSONDecodeError, TypeError) as error:
         raise NotACheckpointError(f"{directory / RECORD_NAME} is not a valid pruning record: {error}") from None
-
-
-def with_retries(call: Callable[[], T], *, what: str, endpoint: str, attempts: int = 5, wait: float = 1.0) -> T:
-    """Run `call`, retrying server errors (5xx) and connection failures with exponential backoff, and turning
-    authentication failures into one-line errors. The token is never part of any message."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return call()
-        except HfHubHTTPError as error:
-            status = error.response.status_code if error.response is not None else None
-            if status == 401:
-                raise InvalidTokenError(
-                    f"{endpoint} rejected the token (401) while trying to {what}: it is invalid or expired"
-                ) from None
-            if status == 403:
-                raise HubPermissionError(
-                    f"{endpoint} refused to {what} (403): the token has no write access there"
-                ) from None
-            if status is None or status < 500 or attempt == attempts:
-                if status is not None and status >= 500:
-                    raise HubUnreachableError(
-                        f"{endpoint} kept failing ({status}) to {what}, {attempts} attempts; try again later"
-                    ) from None
-                raise
-        except _TRANSPORT_ERRORS as error:
-            if attempt == attempts:
-                raise HubUnreachableError(
-                    f"cannot reach {endpoint} to {what} after {attempts} attempts ({type(error).__name__})"
-                ) from None
-        logger.warning("retrying %s (attempt %d of %d)", what, attempt + 1, attempts)
-        time.sleep(wait * 2 ** (attempt - 1))
-    raise AssertionError("unreachable")
 
 
 def validate_card(card: str, endpoint: str, repo_type: str = "model") -> ModelCard:
@@ -235,7 +177,7 @@ def _head(api: HfApi, repo_id: str, repo_type: str, endpoint: str, attempts: int
 
 def default_commit_message(record: PruningRecord) -> str:
     """E.g. `block-influence: 30 -> 22 layers, 134.5M -> 106.2M parameters (hf-prune 0.1.0)`."""
-    from ..evaluation.report import human_count
+    from ..provenance import human_count
 
     return (
         f"{record.method}: {record.layers_before} -> {record.layers_after} layers, "

@@ -9,12 +9,11 @@ import jinja2
 from huggingface_hub import CommitOperationAdd, HfApi, SpaceCard
 
 from .._resources import resource_dir
-from ..checkpoint.record import PruningRecord
-from .card import looks_like_hub_id
-from .push import with_retries
+from ..provenance import PruningRecord, looks_like_hub_id
+from .retries import with_retries
 
 # What the Space runs: the app, its requirements, and the card (rendered here, with the front matter the Hub reads).
-SPACE_FILES = ("app.py", "requirements.txt")
+SPACE_FILES = ("app.py", "space_generation.py", "space_figures.py", "requirements.txt")
 SPACE_CARD = "README.md"
 SHORT_DESCRIPTION_LIMIT = 60  # the Hub refuses longer `short_description`s
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .._resources import resource_dir
-from ..checkpoint.record import PruningRecord
-from ..evaluation.report import evaluation_rows, human_bytes, human_count, percent_change, speed_rows, task_rows
-from ..scoring import METHODS
+from .record import PruningRecord
+from .report import evaluation_rows, human_bytes, human_count, percent_change, speed_rows, task_rows
 
 TEMPLATE = "pruned_model.md"
 
@@ -33,21 +32,19 @@ def task_eval_results(tasks: dict | None) -> list[EvalResult]:
     """The model-index entries of lm-eval task accuracy: the checkpoint's own scores (healed if it was healed)."""
     if not tasks:
         return []
-    from ..evaluation.tasks import TASK_DATA
-
     results = []
     for task, entry in tasks["tasks"].items():
         scores = entry.get("healed") or entry["pruned"]
-        layout = TASK_DATA.get(task)
+        dataset = tasks["settings"].get("datasets", {}).get(task) or {}
         split = tasks["settings"].get("splits", {}).get(task)
         for metric in ("acc", "acc_norm"):
             if metric not in scores:
                 continue
             results.append(EvalResult(
                 task_type="multiple-choice" if task != "lambada_openai" else "text-generation",
-                dataset_type=layout.hub_dataset if layout else task,
-                dataset_name=layout.pretty_name if layout else task,
-                dataset_config=layout.hub_config if layout else None,
+                dataset_type=dataset.get("type", task),
+                dataset_name=dataset.get("name", task),
+                dataset_config=dataset.get("config"),
                 dataset_split=split,
                 metric_type=metric,
                 metric_name=f"{metric} ({tasks['settings']['num_fewshot']}-shot, lm-eval)",
@@ -93,19 +90,23 @@ def render_model_card(
     Example:
 
     ```python
-    >>> from hf_prune.checkpoint import PruningRecord
-    >>> from hf_prune.hub import render_model_card
-    >>> card = render_model_card(PruningRecord.load("pruned-smollm2"), repo_id="me/smollm2-22l")  # doctest: +SKIP
-    >>> card.splitlines()[0]  # doctest: +SKIP
-    '---'
+    >>> import hf_prune
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> from hf_prune.provenance import PruningRecord
+    >>> model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+    ...                                      num_attention_heads=4))
+    >>> record = PruningRecord.from_model(hf_prune.remove_layers(model, [1]), source_model="me/tiny-llama")
+    >>> from hf_prune.provenance import render_model_card
+    >>> card = render_model_card(record, repo_id="me/tiny-llama-2l", has_profile=False)
+    >>> card.splitlines()[0], "base_model: me/tiny-llama" in card
+    ('---', True)
 
     ```
     """
     source_short = record.source_model.rstrip("/").split("/")[-1]
     task_models, task_table, task_note = task_rows(record.evaluation)
     model_name = model_name or (repo_id.split("/")[-1] if repo_id else f"{source_short}-{record.method}")
-    config = METHODS.get(record.method)
-    paper = config.paper if config else None
+    paper = record.citation
     layer_scores = (record.scores or {}).get("layer_scores")
     per_layer = [
         {**row, "score": f"{layer_scores[row['source_layer']]:.4f}" if layer_scores else ""} for row in record.per_layer
@@ -133,7 +134,8 @@ def render_model_card(
         architecture=record.architecture,
         hf_prune_version=record.hf_prune_version,
         removed_layers=record.removed_layers,
-        settings={key: value for key, value in record.settings.items() if key != "method"},
+        settings={**{key: value for key, value in record.settings.items() if key != "method"},
+                  **({"target": record.target} if record.target else {})},
         calibration=record.calibration,
         per_layer=per_layer,
         has_layer_scores=bool(layer_scores),

@@ -10,10 +10,10 @@ from typing import Any
 
 from transformers import PreTrainedModel
 
+from .._version import __version__
 from ..architecture.families import pruned_config_from
-from ..evaluation.size import count_parameters, kv_cache_bytes_per_token
 from ..surgery.trace import PruningTrace
-from .streamed import is_streamed
+from .size import count_parameters, kv_cache_bytes_per_token
 
 RECORD_NAME = "pruning.json"
 
@@ -29,15 +29,19 @@ class PruningRecord:
         params_before / params_after: distinct parameters of the source and of the result.
         layers_before / layers_after: decoder layers of the source and of the result.
         removed_layers: source indices of the removed layers.
-        per_layer: for each kept layer, its `source_layer`, widths, the source indices it kept, and the fractions
-            of its source attention width (heads x head_dim) and MLP width it kept.
+        per_layer: for each kept layer, its `source_layer`, widths (and its source layer's, `source_*`), the source
+            indices it kept, and the fractions of its source attention width (heads x head_dim) and MLP width it kept.
         kv_cache_bytes_per_token_before / _after: at the checkpoint's dtype.
         dtype: the dtype of the weights.
         width_kept: in the layers that remain, the fraction of the source's attention width (heads x head_dim) and
             MLP width (intermediate neurons) kept.
         calibration: `source`, `num_samples`, `seq_len`, `tokens_sha256` (and `seed`), or `None` for manual pruning.
         scores: the scores that decided what to remove, as the method produced them.
-        settings: the method's configuration.
+        citation: the paper of the method, as the card cites it (`None` for baselines and manual pruning).
+        settings: the method's configuration, as `MethodConfig.to_dict()` wrote it (rebuild it with
+            `hf_prune.scoring.method_config_from_dict`).
+        target: how much the method was asked to remove (`{"num_layers": n}` or `{"ratio": r}`), or `None` where
+            the configuration gave explicit widths.
         evaluation: optional measurements (perplexity before/after, speed).
         format_reason: why the pruned format was written (what the stock architecture cannot express).
         architecture: the class written in `config.json` (e.g. `LlamaForCausalLM`).
@@ -54,9 +58,17 @@ class PruningRecord:
     Example:
 
     ```python
-    >>> record = PruningRecord.load("pruned-smollm2")  # doctest: +SKIP
-    >>> record.removed_layers  # doctest: +SKIP
-    [17, 18, 19, 20, 21, 22, 24]
+    >>> import tempfile
+    >>> import hf_prune
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> from hf_prune.provenance import PruningRecord
+    >>> model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+    ...                                      num_attention_heads=4))
+    >>> directory = tempfile.mkdtemp() + "/two-layers"
+    >>> _ = hf_prune.save_pruned(hf_prune.remove_layers(model, [1]), directory)
+    >>> record = PruningRecord.load(directory)
+    >>> record.removed_layers, record.layers_after, record.format
+    ([1], 2, 'stock')
 
     ```
     """
@@ -76,7 +88,9 @@ class PruningRecord:
     width_kept: dict[str, float] = field(default_factory=lambda: {"attention": 1.0, "mlp": 1.0})
     calibration: dict[str, Any] | None = None
     scores: dict[str, Any] | None = None
+    citation: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    target: dict[str, Any] | None = None
     evaluation: dict[str, Any] = field(default_factory=dict)
     format_reason: str | None = None
     architecture: str | None = None
@@ -97,19 +111,18 @@ class PruningRecord:
         source_model: str | None = None,
         calibration: dict[str, Any] | None = None,
         scores: dict[str, Any] | None = None,
+        citation: str | None = None,
         settings: dict[str, Any] | None = None,
+        target: dict[str, Any] | None = None,
         evaluation: dict[str, Any] | None = None,
         license: str | None = None,
         command: str | None = None,
     ) -> PruningRecord:
         """Describe a model that surgery produced (its `pruning_trace` says what it kept of its source)."""
-        from .. import __version__
-
         config = pruned_config_from(model.config)
         trace = getattr(model, "pruning_trace", None) or PruningTrace.identity(config)
         source_config = trace.source_config or config
-        # A layer-streamed model lives on the meta device; its weights keep the dtype they are streamed in.
-        dtype = model.stream_source.dtype if is_streamed(model) else model.dtype
+        dtype = model.dtype  # a layer-streamed model's meta tensors have the dtype its layers are streamed in
         per_layer = []
         attention_widths, mlp_widths = [0, 0], [0, 0]
         for index, (layer, kept) in enumerate(zip(config.per_layer_config, trace.layers)):
@@ -120,6 +133,7 @@ class PruningRecord:
             mlp_widths[0] += len(kept.neurons)
             mlp_widths[1] += source.intermediate_size
             skip = set(getattr(layer, "skip", None) or ())
+            source_skip = set(getattr(source, "skip", None) or ())
             per_layer.append(
                 {
                     "layer": index,
@@ -132,6 +146,9 @@ class PruningRecord:
                     "kept_kv_heads": kept.kv_heads,
                     "kept_neurons": kept.neurons,
                     "rotary_pairs": kept.rotary_pairs,
+                    "source_num_attention_heads": 0 if "self_attn" in source_skip else source.num_attention_heads,
+                    "source_num_key_value_heads": 0 if "self_attn" in source_skip else source.num_key_value_heads,
+                    "source_intermediate_size": 0 if "mlp" in source_skip else source.intermediate_size,
                     "attention_width_kept": kept_attention / max(source_attention, 1),
                     "mlp_width_kept": len(kept.neurons) / max(source.intermediate_size, 1),
                 }
@@ -155,7 +172,9 @@ class PruningRecord:
             },
             calibration=calibration,
             scores=scores,
+            citation=citation,
             settings=dict(settings or {}),
+            target=target,
             evaluation=dict(evaluation or {}),
             license=license,
             command=command,
@@ -176,5 +195,9 @@ class PruningRecord:
     def load(cls, directory: str | Path) -> PruningRecord:
         """Read `pruning.json` from a checkpoint directory."""
         data = json.loads((Path(directory) / RECORD_NAME).read_text(encoding="utf-8"))
+        settings = data.get("settings") or {}
+        if "target" in settings:  # older records kept the target among the method's settings
+            data["settings"] = {key: value for key, value in settings.items() if key != "target"}
+            data.setdefault("target", settings["target"])
         known = {name for name in cls.__dataclass_fields__}
         return cls(**{key: value for key, value in data.items() if key in known})

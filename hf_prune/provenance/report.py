@@ -98,8 +98,16 @@ def render_report(record: dict, timings: dict[str, float]) -> str:
     Example:
 
     ```python
-    >>> print(render_report(record.to_dict(), {"scoring": 12.5}).splitlines()[0])  # doctest: +SKIP
-    # hf-prune run report
+    >>> import hf_prune
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> from hf_prune.provenance import PruningRecord
+    >>> model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+    ...                                      num_attention_heads=4))
+    >>> record = PruningRecord.from_model(hf_prune.remove_layers(model, [1]), source_model="me/tiny-llama")
+    >>> from hf_prune.provenance import render_report
+    >>> lines = render_report(record.to_dict(), {"scoring": 12.5}).splitlines()
+    >>> lines[0], "| scoring | 12.5 |" in lines
+    ('# hf-prune run report', True)
 
     ```
     """
@@ -155,4 +163,17 @@ def render_report(record: dict, timings: dict[str, float]) -> str:
         removed = set(record["removed_layers"])
         lines += ["", "## Layer scores (higher = more important)", "", "| layer | score | |", "|---:|---:|---|"]
         lines += [f"| {i} | {score:.5f} | {'removed' if i in removed else ''} |" for i, score in enumerate(scores)]
+    return "\n".join(lines) + "\n"
+
+
+def healing_report(healing: dict) -> str:
+    """The healing section appended to a checkpoint's `report.md`."""
+    lines = [
+        "## Healing", "",
+        f"Distilled from {healing['teacher']} on {healing['tokens']:,} tokens of `{healing['data']['source']}` in "
+        f"{healing['steps']} steps on {healing['processes']} process(es): {healing['wall_seconds']:.0f} s, "
+        f"{healing['tokens_per_second']:,.0f} training tokens/s.", "",
+        "| training tokens | held-out perplexity |", "|---:|---:|",
+    ]
+    lines += [f"| {point['tokens']:,} | {point['perplexity']:.3f} |" for point in healing["held_out"]]
     return "\n".join(lines) + "\n"

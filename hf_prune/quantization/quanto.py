@@ -55,8 +55,13 @@ def quantize_weights(
 
     ```python
     >>> import hf_prune
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
     >>> from hf_prune.quantization import quantize_weights
-    >>> model = quantize_weights(hf_prune.remove_layers(model, [20, 21]), "int8")  # doctest: +SKIP
+    >>> model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+    ...                                      num_attention_heads=4))
+    >>> quantized = quantize_weights(hf_prune.remove_layers(model, [1]), "int8")
+    >>> type(quantized.model.layers[0].mlp.up_proj).__name__, type(quantized.lm_head).__name__
+    ('QLinear', 'Linear')
 
     ```
     """
@@ -108,8 +113,17 @@ def load_quantized(directory: str | Path) -> PreTrainedModel:
     Example:
 
     ```python
+    >>> import tempfile
+    >>> import hf_prune
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
     >>> from hf_prune.quantization import load_quantized
-    >>> model = load_quantized("smollm2-22l-int8")  # doctest: +SKIP
+    >>> model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+    ...                                      num_attention_heads=4))
+    >>> directory = tempfile.mkdtemp() + "/two-layers-int8"
+    >>> hf_prune.save_pruned(hf_prune.remove_layers(model, [1]), directory, quantize="int8").quantization["weights"]
+    'int8'
+    >>> type(load_quantized(directory).model.layers[1].self_attn.q_proj).__name__
+    'QLinear'
 
     ```
     """

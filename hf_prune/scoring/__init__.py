@@ -1,16 +1,17 @@
-"""Scoring: one folder per method, each with a documented config dataclass, all listed in `registry.METHODS`."""
+"""Scoring: one folder per method (a documented config dataclass and a method class), paired in `registry.REGISTRY`."""
 
 from .base import MethodConfig, PruningMethod, PruningResult, PruningTarget, Scores
 from .block_influence import BlockInfluenceConfig
 from .depth_baselines import LastLayersConfig, RandomLayersConfig
 from .llm_rank import LLMRankConfig
-from .registry import METHODS, get_method_config
+from .registry import METHODS, REGISTRY, build_method, get_method, get_method_config, method_config_from_dict
 from .transact import TransActConfig
 from .width import MLPWidthConfig, WidthConfig
 from .width_baselines import ActivationConfig, MagnitudeConfig, RandomWidthConfig, WandaSPConfig
 
 __all__ = [
     "METHODS",
+    "REGISTRY",
     "ActivationConfig",
     "LLMRankConfig",
     "MLPWidthConfig",
@@ -27,5 +28,8 @@ __all__ = [
     "PruningTarget",
     "RandomLayersConfig",
     "Scores",
+    "build_method",
+    "get_method",
     "get_method_config",
+    "method_config_from_dict",
 ]

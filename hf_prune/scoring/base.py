@@ -104,11 +104,30 @@ class MethodConfig:
     paper: ClassVar[str | None] = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The method's name and its fields, as `pruning.json` keeps them under `settings`."""
         return {"method": self.method, **dataclasses.asdict(self)}
 
-    def build(self) -> PruningMethod:
-        """The method object this configuration describes."""
-        raise NotImplementedError
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MethodConfig:
+        """The configuration `to_dict` described (unknown field, or another method's name: one-line error).
+
+        Example:
+
+        ```python
+        >>> from hf_prune.scoring import BlockInfluenceConfig
+        >>> BlockInfluenceConfig.from_dict({"method": "block-influence", "metric": "angular"})
+        BlockInfluenceConfig(metric='angular', iterative=False, contiguous=False)
+
+        ```
+        """
+        options = dict(data)
+        method = options.pop("method", cls.method)
+        if method != cls.method:
+            raise InvalidPruningError(f"settings of method {method!r} are not a {cls.__name__}")
+        unknown = sorted(set(options) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise InvalidPruningError(f"method {cls.method} has no option {', '.join(unknown)}")
+        return cls(**options)
 
 
 @dataclass

@@ -44,9 +44,13 @@ def remove_layers(model: PreTrainedModel, layers: Iterable[int]) -> PrunedForCau
     Example:
 
     ```python
-    >>> pruned = hf_prune.remove_layers(model, [21, 22, 23])  # doctest: +SKIP
-    >>> pruned.config.num_hidden_layers  # doctest: +SKIP
-    27
+    >>> import hf_prune
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=96, intermediate_size=128, num_hidden_layers=4,
+    ...                                      num_attention_heads=6, num_key_value_heads=2))  # 2 KV groups of 3 heads
+    >>> pruned = hf_prune.remove_layers(model, [1, 2])
+    >>> pruned.config.num_hidden_layers, pruned.pruning_trace.removed_layers
+    (2, [1, 2])
 
     ```
     """
@@ -63,10 +67,16 @@ def remove_heads(model: PreTrainedModel, heads: Mapping[int, Iterable[int]]) -> 
     Example:
 
     ```python
-    >>> # SmolLM2-135M: 9 query heads in 3 KV groups of 3. Drop the second group of layer 4.
-    >>> pruned = hf_prune.remove_heads(model, {4: [3, 4, 5]})  # doctest: +SKIP
-    >>> pruned.model.layers[4].self_attn.num_key_value_heads  # doctest: +SKIP
-    2
+    >>> import hf_prune
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=96, intermediate_size=128, num_hidden_layers=4,
+    ...                                      num_attention_heads=6, num_key_value_heads=2))  # 2 KV groups of 3 heads
+    >>> layer = hf_prune.remove_heads(model, {3: [3, 4, 5]}).config.per_layer_config[3]  # the second KV group
+    >>> layer.num_attention_heads, layer.num_key_value_heads
+    (3, 1)
+    >>> layer = hf_prune.remove_heads(model, {3: [0, 5]}).config.per_layer_config[3]  # one head of each group
+    >>> layer.num_attention_heads, layer.num_key_value_heads
+    (4, 2)
 
     ```
     """
@@ -80,7 +90,13 @@ def remove_kv_groups(model: PreTrainedModel, groups: Mapping[int, Iterable[int]]
     Example:
 
     ```python
-    >>> pruned = hf_prune.remove_kv_groups(model, {4: [1]})  # doctest: +SKIP
+    >>> import hf_prune
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=96, intermediate_size=128, num_hidden_layers=4,
+    ...                                      num_attention_heads=6, num_key_value_heads=2))  # 2 KV groups of 3 heads
+    >>> pruned = hf_prune.remove_kv_groups(model, {0: [1]})
+    >>> pruned.config.per_layer_config[0].num_attention_heads, pruned.config.per_layer_config[0].num_key_value_heads
+    (3, 1)
 
     ```
     """
@@ -102,9 +118,13 @@ def remove_rotary_pairs(model: PreTrainedModel, pairs: Mapping[int, Iterable[int
     Example:
 
     ```python
-    >>> pruned = hf_prune.remove_rotary_pairs(model, {0: [30, 31]})  # doctest: +SKIP
-    >>> pruned.model.layers[0].self_attn.head_dim  # doctest: +SKIP
-    60
+    >>> import hf_prune
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=96, intermediate_size=128, num_hidden_layers=4,
+    ...                                      num_attention_heads=6, num_key_value_heads=2))  # 2 KV groups of 3 heads
+    >>> pruned = hf_prune.remove_rotary_pairs(model, {0: [6, 7]})  # head_dim 16: rotary pairs 0..7
+    >>> pruned.config.per_layer_config[0].head_dim
+    12
 
     ```
     """
@@ -124,9 +144,13 @@ def remove_neurons(model: PreTrainedModel, neurons: Mapping[int, Iterable[int]])
     Example:
 
     ```python
-    >>> pruned = hf_prune.remove_neurons(model, {0: range(256)})  # doctest: +SKIP
-    >>> pruned.model.layers[0].mlp.intermediate_size  # doctest: +SKIP
-    1280
+    >>> import hf_prune
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=96, intermediate_size=128, num_hidden_layers=4,
+    ...                                      num_attention_heads=6, num_key_value_heads=2))  # 2 KV groups of 3 heads
+    >>> pruned = hf_prune.remove_neurons(model, {0: range(32)})
+    >>> pruned.config.per_layer_config[0].intermediate_size, pruned.config.per_layer_config[1].intermediate_size
+    (96, 128)
 
     ```
     """

@@ -55,7 +55,3 @@ class BlockInfluenceConfig(MethodConfig):
         if self.iterative and self.contiguous:
             raise InvalidPruningError("choose one of iterative or contiguous, not both")
 
-    def build(self):
-        from .method import BlockInfluence
-
-        return BlockInfluence(self)

@@ -25,10 +25,6 @@ class LastLayersConfig(MethodConfig):
     kind = "depth"
     needs_calibration = False
 
-    def build(self):
-        from .method import LastLayers
-
-        return LastLayers(self)
 
 
 @dataclass
@@ -51,7 +47,3 @@ class RandomLayersConfig(MethodConfig):
 
     seed: int = field(default=0, metadata={"help": "seed of the random draw"})
 
-    def build(self):
-        from .method import RandomLayers
-
-        return RandomLayers(self)

@@ -74,7 +74,3 @@ class LLMRankConfig(MLPWidthConfig):
         if self.gate not in ("ignore", "product"):
             raise InvalidPruningError(f"gate must be 'ignore' or 'product', got {self.gate!r}")
 
-    def build(self):
-        from .method import LLMRank
-
-        return LLMRank(self)

@@ -53,7 +53,3 @@ class TransActConfig(WidthConfig):
         if self.head_dim_ratio is not None and not 0 < self.head_dim_ratio < 1:
             raise InvalidPruningError(f"head-dim-ratio must be strictly between 0 and 1, got {self.head_dim_ratio}")
 
-    def build(self):
-        from .method import TransAct
-
-        return TransAct(self)

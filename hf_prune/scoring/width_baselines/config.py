@@ -25,10 +25,6 @@ class MagnitudeConfig(WidthConfig):
     method = "magnitude"
     needs_calibration = False
 
-    def build(self):
-        from .method import Magnitude
-
-        return Magnitude(self)
 
 
 @dataclass
@@ -48,10 +44,6 @@ class ActivationConfig(WidthConfig):
 
     method = "activation"
 
-    def build(self):
-        from .method import Activation
-
-        return Activation(self)
 
 
 @dataclass
@@ -73,10 +65,6 @@ class WandaSPConfig(WidthConfig):
     method = "wanda-sp"
     paper = "An et al., 2024. Fluctuation-based Adaptive Structured Pruning for Large Language Models. AAAI 2024"
 
-    def build(self):
-        from .method import WandaSP
-
-        return WandaSP(self)
 
 
 @dataclass
@@ -98,7 +86,3 @@ class RandomWidthConfig(WidthConfig):
 
     seed: int = field(default=0, metadata={"help": "seed of the random draw"})
 
-    def build(self):
-        from .method import RandomWidth
-
-        return RandomWidth(self)
