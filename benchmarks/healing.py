@@ -10,6 +10,11 @@ next-token (cross-entropy) step on the same pruned model and batch, in the same 
     python benchmarks/healing.py --budgets 0,32768 --healing kd         # every pruned model, 32k tokens
     python benchmarks/healing.py --only block-influence --budgets 32768 --healing lora --cost-steps 0
     python benchmarks/healing.py --only block-influence --budgets 131072 --healing kd --cost-steps 0
+    python benchmarks/healing.py --only block-influence --budgets 32768 --healing kd --lr 3e-4 --cost-steps 0
+    python benchmarks/healing.py --only "between shots" --budgets 0,32768 --healing kd --cost-steps 0
+
+`--teacher-dtype` (default auto: bfloat16 where the CPU or GPU computes it natively) is recorded per row, and the
+step-cost table times a float32 and a bfloat16 teacher against the plain next-token step.
 
 "Recovered" is the share of the perplexity lost to pruning that healing won back: (pruned - healed) / (pruned - dense).
 Results go to benchmarks/results/healing.json and .md with machine, date and command; `--only` re-runs merge into them.
@@ -31,10 +36,10 @@ from results_io import command_line, write_results
 import hf_prune
 from hf_prune.calibration import load_calibration, load_text
 from hf_prune.evaluation import describe_machine, evaluation_windows, machine_summary, windows_perplexity
-from hf_prune.healing import HealingConfig, heal_model
+from hf_prune.healing import HealingConfig, ShotHealer, heal_model
 from hf_prune.healing.run import training_windows
 from hf_prune.healing.trainer import DistillationStudent, native_bfloat16
-from hf_prune.scoring import PruningTarget, get_method_config
+from hf_prune.scoring import PruningTarget, get_method
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -49,6 +54,7 @@ class Pruned:
     method: str
     target: PruningTarget
     options: dict = field(default_factory=dict)
+    heal_per_shot: int = 0  # tokens healed after every shot but the last (TransAct's reference trains there)
 
 
 # The best baselines are the lowest WikiText-2 perplexity among each suite's baselines in benchmarks/results.
@@ -56,6 +62,8 @@ PRUNED = [
     Pruned("block-influence, 8 of 30 layers", "block-influence", PruningTarget(num_layers=8)),
     Pruned("random-layers seed 1, 8 of 30 layers (best depth baseline)", "random-layers", PruningTarget(num_layers=8), {"seed": 1}),
     Pruned("transact K=8, 25% width", "transact", PruningTarget(ratio=0.25), {"shots": 8}),
+    Pruned("transact K=8, 25% width, 4k tokens healed between shots", "transact", PruningTarget(ratio=0.25),
+           {"shots": 8}, heal_per_shot=4096),
     Pruned("activation, 25% width (best width baseline)", "activation", PruningTarget(ratio=0.25)),
     Pruned("llm-rank, 20% MLP", "llm-rank", PruningTarget(ratio=0.2)),
     Pruned("activation, 20% MLP (best MLP baseline)", "activation", PruningTarget(ratio=0.2), {"attention_ratio": 0.0}),
@@ -65,17 +73,23 @@ PRUNED = [
 def variants(budgets: list[int], kinds: list[str], lora_rank: int, lr: float | None = None) -> list[tuple[str, dict]]:
     """(label, HealingConfig options) of each way to heal; budget 0 is the pruned model itself."""
     options = {"kd": {}, "lora": {"lora": lora_rank}, "ce": {"loss": "ce"}}
-    if lr is not None:
-        options = {kind: {**value, "lr": lr} for kind, value in options.items()}
+    options = {kind: {**value, "lr": lr or HealingConfig(tokens=1, **value).learning_rate} for kind, value in options.items()}
     names = {"kd": "kd, all parameters", "lora": f"kd, LoRA r={lora_rank}", "ce": "ce, all parameters"}
     rows = []
     for tokens in budgets:
         if tokens == 0:
             rows.append(("not healed", {}))
             continue
-        suffix = f", lr {lr:g}" if lr is not None else ""
-        rows += [(f"{names[kind]}, {tokens // 1024}k tokens{suffix}", {"tokens": tokens, **options[kind]}) for kind in kinds]
+        rows += [
+            (f"{names[kind]}, {tokens // 1024}k tokens, lr {short_float(options[kind]['lr'])}", {"tokens": tokens, **options[kind]})
+            for kind in kinds
+        ]
     return rows
+
+
+def short_float(value: float) -> str:
+    """3e-4, not 3.000000e-04: how learning rates read in labels."""
+    return f"{value:.0e}".replace("e-0", "e-")
 
 
 def step_costs(model, teacher, windows: torch.Tensor, steps: int, args) -> dict[str, float]:
@@ -150,7 +164,7 @@ def markdown(results: dict) -> str:
         f"Model: {results['model']}, float32. Healing: `hf_prune.healing.heal_model` on the built-in calibration split "
         f"({results['training_windows']} windows of {results['seq_len']} tokens; a budget above "
         f"{results['training_windows'] * results['seq_len']:,} tokens repeats it), batch {results['batch_size']}, "
-        "AdamW, cosine schedule with 5% warm-up, lr 1e-4 (all parameters) or 1e-3 (LoRA), KL at temperature 1. "
+        "AdamW, cosine schedule with 5% warm-up, peak learning rate as labelled, KL at temperature 1. "
         f"Perplexity: the first {results['eval_windows']} windows of {results['eval_seq_len']} tokens of each text, "
         "the same windows as the quality suites. Recovered: (pruned - healed) / (pruned - dense).", "",
         f"Dense: WikiText-2 {dense['perplexity_wikitext2']:.2f}, TinyStories {dense['perplexity_tinystories']:.2f}.", "",
@@ -183,6 +197,12 @@ def markdown(results: dict) -> str:
         cells += [f"{row['heal_seconds'] / 60:.1f}" if row["tokens"] else "",
                   f"{row['tokens_per_second']:.0f}" if row["tokens"] else ""]
         lines.append("| " + " | ".join(cells) + " |")
+    for row in results["rows"]:
+        if row.get("shot_heal_tokens") and not row["tokens"]:
+            at = f" at lr {short_float(row['shot_heal_lr'])}" if "shot_heal_lr" in row else ""
+            lines += ["", f"{row['pruned']}: {row['shot_heal_tokens']:,} tokens healed between shots{at} in "
+                          f"{row['shot_heal_seconds'] / 60:.1f} min (pruning and healing {row['prune_seconds'] / 60:.1f} min); "
+                          "its 32k row heals that model further."]
     reruns = sorted({row["rerun"] for row in results["rows"] if "rerun" in row})
     if reruns:
         lines += ["", "\\* re-run with `--only` on " + "; ".join(reruns) + "."]
@@ -239,8 +259,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.only and args.only not in pruned.label:
             continue
         print(f"pruning: {pruned.label}", flush=True)
-        method = get_method_config(pruned.method, **pruned.options).build()
-        model = method.prune(teacher, calibration, pruned.target, batch_size=4, progress=False).model
+        method = get_method(pruned.method, **pruned.options)
+        between_shots = None
+        if pruned.heal_per_shot:
+            between_shots = ShotHealer(teacher, training, HealingConfig(tokens=pruned.heal_per_shot, seq_len=args.seq_len,
+                                       batch_size=args.batch_size, teacher_dtype=args.teacher_dtype, lr=args.lr),
+                                       progress=False)
+        started = time.perf_counter()
+        shots = {"between_shots": between_shots} if between_shots is not None else {}
+        model = method.prune(teacher, calibration, pruned.target, batch_size=4, progress=False, **shots).model
+        pruning_seconds = time.perf_counter() - started
         if args.cost_steps and "step_cost" not in results:
             costs = step_costs(model, teacher, training, args.cost_steps, args)
             results["step_cost"] = {"pruned": pruned.label, "steps": args.cost_steps, "seq_len": args.seq_len,
@@ -249,6 +277,11 @@ def main(argv: list[str] | None = None) -> int:
         for label, options in variants(budgets, args.healing.split(","), args.lora_rank, args.lr):
             print(f"  {label}", flush=True)
             row = {"pruned": pruned.label, "healing": label, "tokens": options.get("tokens", 0)}
+            if between_shots is not None:
+                row["shot_heal_tokens"] = sum(run["tokens"] for run in between_shots.runs)
+                row["shot_heal_seconds"] = sum(run["wall_seconds"] for run in between_shots.runs)
+                row["shot_heal_lr"] = between_shots.config.learning_rate
+                row["prune_seconds"] = pruning_seconds
             if options:
                 config = HealingConfig(seq_len=args.seq_len, batch_size=args.batch_size,
                                        teacher_dtype=args.teacher_dtype, **options)
