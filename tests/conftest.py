@@ -11,6 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
 
 import hf_prune
+from hf_prune.checkpoint import as_layer_source
 from tests.hub_server import hub_server  # noqa: F401 - the Hub-compatible server fixture, for every test module
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -133,14 +134,15 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
 
 def heterogeneous(model) -> torch.nn.Module:
-    """Every layer different: fewer KV heads, thinner groups, narrower heads, no attention, no/less MLP."""
-    model = hf_prune.to_pruned(model)
-    head_pairs = model.config.head_dim // 2
-    return hf_prune.apply_plan(
-        model,
+    """Every layer different: fewer KV heads, thinner groups, narrower heads, no attention, no/less MLP.
+
+    `model` may be a layer source (`load_streamed`); the result is then the pruned source."""
+    source = as_layer_source(model).to_pruned()
+    head_pairs = source.layer_configs[2].head_dim // 2
+    return source.apply_plan(
         hf_prune.PruningPlan(
             heads={0: [0, 1, 4, 5], 1: [0, 2, 4], 3: []},
             rotary_pairs={2: list(range(0, head_pairs, 2))},
             neurons={1: list(range(0, 64, 2)), 2: []},
         ),
-    )
+    ).unwrap()

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import hf_prune
-from hf_prune.calibration import load_calibration, load_streamed
-from hf_prune.checkpoint import load_tokenizer
+from hf_prune.calibration import load_calibration
+from hf_prune.checkpoint import load_streamed, load_tokenizer
 from hf_prune.scoring import METHODS, PruningTarget, build_method, get_method, get_method_config
 from tests.conftest import make_tiny_model
 from tests.test_architecture import heterogeneous
@@ -173,12 +174,28 @@ def test_streamed_surgery_writes_the_same_model(saved_family_model, tmp_path):
     model, path = saved_family_model
     pruned = heterogeneous(model)
     streamed = heterogeneous(load_streamed(path))
-    assert streamed.model.layers[0].self_attn.q_proj.weight.is_meta  # nothing was loaded
+    assert streamed.structure.model.layers[0].self_attn.q_proj.weight.is_meta  # nothing was loaded
     hf_prune.save_pruned(streamed, tmp_path / "streamed")
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "streamed")
     input_ids = _calibration(model.config.vocab_size).input_ids
     with torch.no_grad():
         assert torch.equal(reloaded(input_ids).logits, pruned(input_ids).logits)
+
+
+def test_streamed_layers_are_read_one_at_a_time_and_are_no_model(saved_family_model):
+    model, path = saved_family_model
+    source = load_streamed(path)
+    # Not a model: code that reads `model.model.layers` fails at once instead of computing on meta tensors.
+    with pytest.raises(AttributeError):
+        source.model
+    alive = []
+    for index, layer in source.layers():
+        expected = model.model.layers[index].state_dict()
+        assert all(torch.equal(tensor, expected[name]) for name, tensor in layer.state_dict().items())
+        alive.append(weakref.ref(layer))
+        del layer
+        assert [ref() is None for ref in alive[:-1]] == [True] * (len(alive) - 1)  # the previous layer is released
+    assert len(alive) == model.config.num_hidden_layers
 
 
 def test_device_map_offloaded_model_scores_like_in_memory(tiny_checkpoint, tmp_path):

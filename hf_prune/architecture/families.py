@@ -317,14 +317,13 @@ def to_stock(model: PrunedForCausalLM) -> PreTrainedModel:
 
 
 def carry_over(source: PreTrainedModel, target: PreTrainedModel) -> None:
-    """Keep what a user expects to survive a conversion or surgery: generation settings, train/eval mode, name,
-    provenance, and (for a layer-streamed model) where its weights are."""
+    """Keep what a user expects to survive a conversion or surgery: generation settings, train/eval mode, name and
+    provenance (the `pruning_trace` surgery leaves on its models)."""
     target.generation_config = source.generation_config
     target.train(source.training)
     target.name_or_path = source.name_or_path
-    for attribute in ("pruning_trace", "stream_source"):
-        if getattr(source, attribute, None) is not None:
-            setattr(target, attribute, getattr(source, attribute))
+    if getattr(source, "pruning_trace", None) is not None:
+        target.pruning_trace = source.pruning_trace
 
 
 __all__ = [

@@ -16,7 +16,7 @@ from .data import (
 )
 from .distributed import is_main_process, process_state, shard
 from .engine import Statistic, collect, decoder_layers, tokens_of
-from .streaming import load_streamed, stream_collect
+from .streaming import stream_collect
 
 __all__ = [
     "BUILTIN",
@@ -30,7 +30,6 @@ __all__ = [
     "collect",
     "decoder_layers",
     "is_main_process",
-    "load_streamed",
     "process_state",
     "shard",
     "stream_collect",

@@ -5,8 +5,8 @@ and folds every batch into float64 running sums as the forward pass goes, so no 
 batch that produced it. Sums (not means) make the state reducible: statistics gathered by several processes, or layer
 by layer, add up to exactly what one pass over all the data gives.
 
-`collect` drives a plain forward pass with hooks, or, for a model whose weights stay on disk, the layer-streaming
-driver (`streaming.py`), which calls the same hooks one layer at a time. Under several processes each runs a share of
+`collect` drives a plain forward pass with hooks, or, for layers whose weights stay on disk (`StreamedLayers`), the
+layer-streaming driver (`streaming.py`), which calls the same hooks one layer at a time. Under several processes each runs a share of
 the batches and the sums are added (`distributed.py`).
 """
 
@@ -20,10 +20,11 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
+from ..checkpoint.layer_source import LayerSource, as_layer_source
 from .data import CalibrationData
 from .distributed import all_reduce_sums, is_main_process, shard
 from .hooks import attach_hooks
-from .streaming import is_streamed, stream_collect
+from .streaming import stream_collect
 
 
 def decoder_layers(model: PreTrainedModel) -> nn.ModuleList:
@@ -105,7 +106,7 @@ def input_device(model: PreTrainedModel) -> torch.device:
 
 @torch.no_grad()
 def collect(
-    model: PreTrainedModel,
+    model: PreTrainedModel | LayerSource,
     data: CalibrationData,
     statistics: Sequence[Statistic],
     *,
@@ -145,10 +146,11 @@ def collect(
     """
     if batches is None:
         batches = shard(list(enumerate(data.batches(batch_size))))
-    if is_streamed(model):
-        stream_collect(model, batches, statistics, progress=progress, description=description)
+    source = as_layer_source(model)
+    if source.streamed:
+        stream_collect(source, batches, statistics, progress=progress, description=description)
     else:
-        _hooked_forward(model, batches, statistics, progress=progress, description=description)
+        _hooked_forward(source.structure, batches, statistics, progress=progress, description=description)
     for statistic in statistics:
         statistic.sums = all_reduce_sums(statistic.sums)
 

@@ -1,13 +1,11 @@
 """Layer-streaming calibration: models larger than memory, one decoder layer in memory at a time.
 
-`checkpoint.load_streamed` returns a `PrunedForCausalLM` on the meta device that knows where its weights are on disk. Scoring
-methods use it like any model: `collect` sees that its weights are on disk and runs `stream_collect` instead of a
-forward pass. That embeds all calibration windows (reading only the embedding rows they use), then for each decoder
-layer reads its tensors, slices them to what the model has kept so far, runs every window's hidden states through it
-with the statistics' hooks attached, and drops it. Peak memory is about one layer plus the hidden states of the
-calibration windows. Surgery on such a model stays on the meta device (it only changes the config and the
-provenance trace), so iterative methods re-stream the pruned model at every shot, and the checkpoint is written layer
-by layer from the source files.
+`collect` runs this driver for a `StreamedLayers` source (`checkpoint.load_streamed`) instead of a forward pass. It
+embeds all calibration windows (reading only the embedding rows they use), then takes the source's layers one at a
+time, runs every window's hidden states through each with the statistics' hooks attached, and lets it go. Peak
+memory is about one layer plus the hidden states of the calibration windows. Surgery on a streamed source changes
+only its skeleton and trace, so iterative methods re-stream the pruned layers at every shot, and the checkpoint is
+written layer by layer from the source files.
 """
 
 from __future__ import annotations
@@ -15,47 +13,41 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from ..architecture import PrunedForCausalLM
 from ..architecture.modeling_pruned import PrunedRotaryEmbedding
-from ..checkpoint.streamed import is_streamed, load_streamed, materialize_layer
-from ..checkpoint.tensors import CheckpointTensors
+from ..checkpoint.layer_source import StreamedLayers
 from .distributed import is_main_process
 from .hooks import attach_hooks
 
-__all__ = ["is_streamed", "load_streamed", "stream_collect"]
+__all__ = ["stream_collect"]
 
 
 @torch.no_grad()
-def stream_collect(model: PrunedForCausalLM, batches, statistics, *, progress: bool, description: str) -> None:
-    """Feed `statistics` from the model's layers, materialised one at a time (called by `collect`)."""
-    source, trace, config = model.stream_source, model.pruning_trace, model.config
-    tensors = CheckpointTensors(source.directory)
-    rotary = PrunedRotaryEmbedding(config).to(source.device)
-    names = {id(module): name for name, module in model.named_modules()}
+def stream_collect(source: StreamedLayers, batches, statistics, *, progress: bool, description: str) -> None:
+    """Feed `statistics` from the source's layers, read one at a time (called by `collect`)."""
+    skeleton, config, device = source.structure, source.config, source.device
+    rotary = PrunedRotaryEmbedding(config).to(device)
+    names = {id(module): name for name, module in skeleton.named_modules()}
     targets = [
         (statistic, key, names[id(module)])
         for statistic in statistics
-        for key, module in statistic.targets(model).items()
+        for key, module in statistic.targets(skeleton).items()
     ]
 
-    # Embed every window of this process's share, reading only the embedding rows they use.
-    states, masks = [], []
-    for batch_index, (input_ids, attention_mask) in batches:
-        embedded = tensors.read_rows("model.embed_tokens.weight", input_ids).to(source.device, source.dtype)
-        states.append(embedded.view(*input_ids.shape, -1))
-        masks.append(None if attention_mask is None else attention_mask.to(source.device))
-    position_ids = [torch.arange(state.shape[1], device=source.device)[None] for state in states]
+    # Embed every window of this process's share.
+    states = [source.embed(input_ids) for _, (input_ids, _) in batches]
+    masks = [None if attention_mask is None else attention_mask.to(device) for _, (_, attention_mask) in batches]
+    position_ids = [torch.arange(state.shape[1], device=device)[None] for state in states]
     layer_masks = [
-        model.model.causal_mask_mapping(state, mask, None, positions)
+        skeleton.model.causal_mask_mapping(state, mask, None, positions)
         for state, mask, positions in zip(states, masks, position_ids)
     ]
     position_embeddings = [rotary(state, positions) for state, positions in zip(states, position_ids)]
 
-    progress_bar = tqdm(
-        range(config.num_hidden_layers), desc=description, unit="layer", disable=not progress or not is_main_process()
+    layers = tqdm(
+        source.layers(), total=config.num_hidden_layers, desc=description, unit="layer",
+        disable=not progress or not is_main_process(),
     )
-    for index in progress_bar:
-        layer = materialize_layer(tensors, trace, index, config, source)
+    for index, layer in layers:
         prefix = f"model.layers.{index}"
         layer_targets = [
             (statistic, key, layer if name == prefix else layer.get_submodule(name[len(prefix) + 1 :]))
@@ -77,7 +69,6 @@ def stream_collect(model: PrunedForCausalLM, batches, statistics, *, progress: b
         finally:
             for handle in hooks:
                 handle.remove()
-        del layer
     for batch_index, _ in batches:
         for statistic in statistics:
             statistic.finish_batch(batch_index)

@@ -1,6 +1,7 @@
 """Checkpoints: resolving and loading models, checking them against their config, saving pruned ones atomically."""
 
 from ..provenance import RECORD_NAME, PruningRecord
+from .layer_source import LayerSource, ModelLayers, StreamedLayers, as_layer_source, load_streamed
 from .load import (
     BUILTIN_MODELS,
     LoadedModel,
@@ -12,18 +13,17 @@ from .load import (
     resolve_model,
 )
 from .save import FORMATS, atomic_directory, check_output_dir, resolve_format, save_pruned
-from .streamed import StreamSource, is_streamed, layers_with_weights, load_streamed, write_streamed_weights
 from .tensors import CheckpointTensors
 from .validate import check_checkpoint, load_config, read_safetensors_shapes
 
 __all__ = [
     "BUILTIN_MODELS",
     "CheckpointTensors",
-    "StreamSource",
-    "is_streamed",
-    "layers_with_weights",
+    "LayerSource",
+    "ModelLayers",
+    "StreamedLayers",
+    "as_layer_source",
     "load_streamed",
-    "write_streamed_weights",
     "FORMATS",
     "RECORD_NAME",
     "LoadedModel",

@@ -17,7 +17,7 @@ from ..architecture.families import to_pruned, to_stock
 from ..architecture.gguf_layout import gguf_layout
 from ..errors import FormatError, OutputExistsError
 from ..provenance import PROFILE_NAME, PruningRecord, profile_png, render_model_card
-from .streamed import is_streamed, write_streamed_weights
+from .layer_source import LayerSource, as_layer_source
 
 CheckpointFormat = Literal["auto", "pruned", "stock"]
 FORMATS = ("auto", "pruned", "stock")
@@ -119,7 +119,7 @@ def resolve_format(model: PreTrainedModel, format: CheckpointFormat = "auto") ->
 
 
 def save_pruned(
-    model: PreTrainedModel,
+    model: PreTrainedModel | LayerSource,
     output_dir: str | Path,
     *,
     format: CheckpointFormat = "auto",
@@ -162,13 +162,15 @@ def save_pruned(
     ```
     """
     check_output_dir(output_dir, overwrite)
+    source = as_layer_source(model)
+    model = source.structure  # for a streamed source, the skeleton: the checkpoint's shapes and provenance
     record = record or PruningRecord.from_model(model)
     to_write, written_format, reason = resolve_format(model, format)
     record.format, record.format_reason = written_format, reason
     record.architecture = type(to_write).__name__
     record.serving = serving_facts(to_write.config)
     if quantize is not None:
-        if is_streamed(model):
+        if source.streamed:
             raise FormatError("a layer-streamed model cannot be quantized while it is written; quantize the saved checkpoint")
         from ..quantization.quanto import quantization_facts, quantize_weights
 
@@ -177,14 +179,12 @@ def save_pruned(
         to_write = quantize_weights(to_write, quantize)
         record.quantization = quantization_facts(to_write, quantize)
     with atomic_directory(output_dir, overwrite) as staging:
-        if is_streamed(model):
-            write_streamed_weights(to_write, model.pruning_trace, model.stream_source, staging)
-        elif quantize is not None:
+        if quantize is not None:
             from ..quantization.quanto import save_quantized
 
             save_quantized(to_write, staging)
         else:
-            to_write.save_pretrained(staging)
+            source.save_weights(to_write, staging)
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
         record.save(staging)

@@ -10,7 +10,7 @@ import tempfile
 import time
 
 from ..calibration.distributed import is_main_process
-from ..checkpoint import FORMATS, check_output_dir, save_pruned
+from ..checkpoint import FORMATS, as_layer_source, check_output_dir, save_pruned
 from ..errors import InvalidPruningError
 from ..evaluation import compare_models
 from ..evaluation.tasks import compare_tasks, evaluate_tasks, local_task_configs, parse_tasks, require_lm_eval
@@ -212,7 +212,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     if not is_main_process():
         return 0  # every process scored and pruned the same way; one writes
     record = PruningRecord.from_model(
-        result.model,
+        as_layer_source(result.model).structure,  # with --stream, the skeleton: the pruned shapes and what they kept
         method=config.method,
         source_model=loaded.source,
         calibration=data.provenance() if data is not None else None,

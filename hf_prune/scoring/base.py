@@ -11,8 +11,9 @@ from transformers import PreTrainedModel
 
 from ..architecture import PrunedForCausalLM
 from ..calibration.data import CalibrationData
+from ..checkpoint.layer_source import LayerSource, StreamedLayers, as_layer_source
 from ..errors import InvalidPruningError
-from ..surgery import PruningPlan, apply_plan
+from ..surgery import PruningPlan
 
 
 @dataclass
@@ -132,15 +133,20 @@ class MethodConfig:
 
 @dataclass
 class PruningResult:
-    """What `PruningMethod.prune` returns: the pruned model, its scores, and the plan applied."""
+    """What `PruningMethod.prune` returns: the pruned model (or, for a streamed source, the pruned source, whose
+    weights exist only once saved), its scores, and the plan applied."""
 
-    model: PrunedForCausalLM
+    model: PrunedForCausalLM | StreamedLayers
     scores: Scores
     plan: PruningPlan
 
 
 class PruningMethod(ABC):
-    """Scores a model's structures and decides which to remove. Subclasses implement `score` and `select`."""
+    """Scores a model's structures and decides which to remove. Subclasses implement `score` and `select`.
+
+    Every method takes a model in memory or a `LayerSource` (`load_streamed`), and reads layers only through
+    `as_layer_source(model).layers()`.
+    """
 
     def __init__(self, config: MethodConfig) -> None:
         self.config = config
@@ -148,7 +154,7 @@ class PruningMethod(ABC):
     @abstractmethod
     def score(
         self,
-        model: PreTrainedModel,
+        model: PreTrainedModel | LayerSource,
         data: CalibrationData | None,
         target: PruningTarget | None = None,
         *,
@@ -158,12 +164,12 @@ class PruningMethod(ABC):
         """Importance scores of the model's structures."""
 
     @abstractmethod
-    def select(self, model: PreTrainedModel, scores: Scores, target: PruningTarget) -> PruningPlan:
+    def select(self, model: PreTrainedModel | LayerSource, scores: Scores, target: PruningTarget) -> PruningPlan:
         """The plan that removes the least important structures to reach `target`."""
 
     def prune(
         self,
-        model: PreTrainedModel,
+        model: PreTrainedModel | LayerSource,
         data: CalibrationData | None,
         target: PruningTarget,
         *,
@@ -171,6 +177,7 @@ class PruningMethod(ABC):
         progress: bool = True,
     ) -> PruningResult:
         """Score, select, and physically remove (one shot; iterative methods override this)."""
-        scores = self.score(model, data, target, batch_size=batch_size, progress=progress)
-        plan = self.select(model, scores, target)
-        return PruningResult(apply_plan(model, plan), scores, plan)
+        source = as_layer_source(model)
+        scores = self.score(source, data, target, batch_size=batch_size, progress=progress)
+        plan = self.select(source, scores, target)
+        return PruningResult(source.apply_plan(plan).unwrap(), scores, plan)

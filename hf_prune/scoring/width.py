@@ -16,11 +16,11 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from ..architecture.families import to_pruned
 from ..calibration.data import CalibrationData
 from ..calibration.engine import Statistic, tokens_of
+from ..checkpoint.layer_source import LayerSource, as_layer_source
 from ..errors import InvalidPruningError
-from ..surgery import PruningPlan, apply_plan
+from ..surgery import PruningPlan
 from .base import MethodConfig, PruningMethod, PruningResult, PruningTarget, Scores
 
 
@@ -146,22 +146,22 @@ class WidthMethod(PruningMethod):
     def prunes_attention(self) -> bool:
         return isinstance(self.config, WidthConfig)
 
-    def score_structures(self, model: PreTrainedModel, data: CalibrationData | None, *, batch_size: int, progress: bool) -> Scores:
+    def score_structures(self, source: LayerSource, data: CalibrationData | None, *, batch_size: int, progress: bool) -> Scores:
         """`head_scores` (per query head) and `neuron_scores`, one list per layer (None where a block is absent)."""
         raise NotImplementedError
 
     def score(self, model, data, target=None, *, batch_size=1, progress=True) -> Scores:
-        model = to_pruned(model)
-        scores = self.score_structures(model, data, batch_size=batch_size, progress=progress)
+        source = as_layer_source(model).to_pruned()
+        scores = self.score_structures(source, data, batch_size=batch_size, progress=progress)
         if scores.head_scores is not None:
-            scores.kv_group_scores = group_scores(model, scores.head_scores)
+            scores.kv_group_scores = group_scores(source, scores.head_scores)
         return scores
 
     # -- how much to keep --------------------------------------------------------------------------------------
 
-    def final_widths(self, model: PreTrainedModel, target: PruningTarget | None) -> Widths:
+    def final_widths(self, model: PreTrainedModel | LayerSource, target: PruningTarget | None) -> Widths:
         """The widths the whole schedule ends at (uniform) or the overall budget it ends at (adaptive)."""
-        config, layers = self.config, list(to_pruned(model).config.per_layer_config)
+        config, layers = self.config, as_layer_source(model).layer_configs
         ratio = target.ratio if target is not None else None
         if target is not None and target.num_layers is not None:
             raise InvalidPruningError(f"{config.method} removes heads and neurons: give --ratio, not --num-layers")
@@ -188,10 +188,9 @@ class WidthMethod(PruningMethod):
 
     # -- which to keep -----------------------------------------------------------------------------------------
 
-    def plan_for(self, model: PreTrainedModel, scores: Scores, widths: Widths) -> PruningPlan:
+    def plan_for(self, model: PreTrainedModel | LayerSource, scores: Scores, widths: Widths) -> PruningPlan:
         """Keep the highest-scoring heads and neurons so that each layer has (at most) `widths`."""
-        model = to_pruned(model)
-        layers = list(model.config.per_layer_config)
+        layers = as_layer_source(model).layer_configs
         plan = PruningPlan()
         if self.config.allocation == "adaptive":
             head_keep = _adaptive_head_keep(layers, scores, widths, self.config)
@@ -222,18 +221,18 @@ class WidthMethod(PruningMethod):
         `between_shots(model, shot)`, when given, runs after every shot but the last and returns the model the next
         shot scores (TransAct's reference trains there; `hf-prune prune --heal-tokens-per-shot` heals there).
         """
-        model = to_pruned(model)
-        final = self.final_widths(model, target)
+        source = as_layer_source(model).to_pruned()
+        final = self.final_widths(source, target)
         first_scores, shots = None, []
         for shot in range(1, self.shots + 1):
-            scores = self.score(model, data, target, batch_size=batch_size, progress=progress)
+            scores = self.score(source, data, target, batch_size=batch_size, progress=progress)
             first_scores = first_scores or scores
-            widths = _step_widths(model, final, self.shots - shot + 1, self.config)
-            plan = self.plan_for(model, scores, widths)
+            widths = _step_widths(source, final, self.shots - shot + 1, self.config)
+            plan = self.plan_for(source, scores, widths)
             shots.append(plan.to_dict())
-            model = apply_plan(model, plan)
+            source = source.apply_plan(plan)
             if between_shots is not None and shot < self.shots:
-                model = between_shots(model, shot)
+                source = as_layer_source(between_shots(source.unwrap(), shot))
         result_scores = Scores(
             self.config.method,
             head_scores=first_scores.head_scores,
@@ -241,7 +240,7 @@ class WidthMethod(PruningMethod):
             neuron_scores=first_scores.neuron_scores,
             extra={**first_scores.extra, "shots": self.shots, "shot_plans": shots},
         )
-        return PruningResult(model, result_scores, model.pruning_trace.to_plan())
+        return PruningResult(source.unwrap(), result_scores, source.pruning_trace.to_plan())
 
 
 def _kept_heads(layer, config: WidthConfig, ratio: float | None) -> int | None:
@@ -263,10 +262,10 @@ def _step(current: int, target: int, shots_left: int) -> int:
     return current - (current - target) // shots_left if current > target else current
 
 
-def _step_widths(model: PreTrainedModel, final: Widths, shots_left: int, config: MLPWidthConfig) -> Widths:
+def _step_widths(source: LayerSource, final: Widths, shots_left: int, config: MLPWidthConfig) -> Widths:
     """This shot's widths. Attention moves in GQA units (whole groups, or one head per group) so every step is
     valid; adaptive allocation moves the totals, which the layers then share by score."""
-    layers = list(model.config.per_layer_config)
+    layers = source.layer_configs
     step = Widths(source_heads=final.source_heads, source_neurons=final.source_neurons)
     for index, target in final.heads.items():
         unit = _head_unit(layers[index], config.gqa)
@@ -288,10 +287,10 @@ def _head_unit(layer, gqa: str) -> int:
     return layer.num_attention_heads // layer.num_key_value_heads if gqa == "groups" else layer.num_key_value_heads
 
 
-def group_scores(model: PreTrainedModel, head_scores: list[list[float] | None]) -> list[list[float] | None]:
+def group_scores(model: PreTrainedModel | LayerSource, head_scores: list[list[float] | None]) -> list[list[float] | None]:
     """A KV group's score: the sum of its query heads' scores."""
     result = []
-    for layer, heads in zip(model.config.per_layer_config, head_scores):
+    for layer, heads in zip(as_layer_source(model).layer_configs, head_scores):
         if heads is None:
             result.append(None)
             continue

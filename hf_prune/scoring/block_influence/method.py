@@ -10,7 +10,8 @@ from transformers import PreTrainedModel
 
 from ...calibration.data import CalibrationData
 from ...calibration.engine import Statistic, collect, decoder_layers, tokens_of
-from ...surgery import PruningPlan, apply_plan
+from ...checkpoint.layer_source import LayerSource, as_layer_source
+from ...surgery import PruningPlan
 from ..base import PruningMethod, PruningResult, PruningTarget, Scores
 from ..selection import lowest, remove_lowest_layers
 from .config import BlockInfluenceConfig
@@ -111,22 +112,24 @@ class BlockInfluence(PruningMethod):
         return self._prune_iteratively(model, data, target, batch_size=batch_size, progress=progress)
 
     def _prune_iteratively(
-        self, model: PreTrainedModel, data: CalibrationData, target: PruningTarget, *, batch_size: int, progress: bool
+        self, model: PreTrainedModel | LayerSource, data: CalibrationData, target: PruningTarget, *, batch_size: int,
+        progress: bool,
     ) -> PruningResult:
         """Remove the lowest-scoring layer, re-score what is left, repeat; scores are kept per round."""
+        source = as_layer_source(model)
         count = target.layers_to_remove(model.config.num_hidden_layers)
         source_layers = list(range(model.config.num_hidden_layers))
         rounds, removed, first = [], [], None
         for _ in range(count):
-            scores = self.score(model, data, batch_size=batch_size, progress=progress)
+            scores = self.score(source, data, batch_size=batch_size, progress=progress)
             first = first or scores
             victim = lowest(scores.layer_scores, 1)[0]
             per_source = [None] * len(first.layer_scores)
-            for position, source in enumerate(source_layers):
-                per_source[source] = scores.layer_scores[position]
+            for position, source_layer in enumerate(source_layers):
+                per_source[source_layer] = scores.layer_scores[position]
             rounds.append(per_source)
             removed.append(source_layers.pop(victim))
-            model = apply_plan(model, PruningPlan(removed_layers=[victim]))
+            source = source.apply_plan(PruningPlan(removed_layers=[victim]))
         result = Scores(self.config.method, layer_scores=first.layer_scores, extra=dict(first.extra))
         result.extra.update(iterative=True, removal_order=removed, round_scores=rounds)
-        return PruningResult(model, result, PruningPlan(removed_layers=removed))
+        return PruningResult(source.unwrap(), result, PruningPlan(removed_layers=removed))

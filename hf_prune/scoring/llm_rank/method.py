@@ -9,7 +9,6 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from ...calibration.engine import Statistic, collect, tokens_of
-from ...checkpoint.streamed import layers_with_weights
 from ..base import Scores
 from ..width import WidthMethod
 from .config import LLMRankConfig
@@ -95,14 +94,14 @@ class LLMRank(WidthMethod):
 
     config: LLMRankConfig
 
-    def score_structures(self, model, data, *, batch_size, progress) -> Scores:
+    def score_structures(self, source, data, *, batch_size, progress) -> Scores:
         config = self.config
         linears = ("gate_proj", "up_proj", "down_proj") if config.gate == "product" else ("up_proj", "down_proj")
         norms = LinearNorms(linears)
-        collect(model, data, [norms], batch_size=batch_size, progress=progress, description="llm-rank")
+        collect(source, data, [norms], batch_size=batch_size, progress=progress, description="llm-rank")
         options = {"variant": config.variant, "gamma": config.gamma, "theta": config.theta}
         neurons, carried = [], None
-        for index, layer in layers_with_weights(model):
+        for index, layer in source.layers():
             if layer.mlp is None:
                 neurons.append(None)
                 continue

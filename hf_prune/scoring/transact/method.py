@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from ...architecture.families import to_pruned
 from ...calibration.engine import collect
-from ...surgery import PruningPlan, apply_plan
+from ...checkpoint.layer_source import as_layer_source
+from ...surgery import PruningPlan
 from ..base import PruningResult, Scores
 from ..width import ChannelEnergy, WidthMethod
 from .config import TransActConfig
@@ -27,13 +27,13 @@ class TransAct(WidthMethod):
     def shots(self) -> int:
         return self.config.shots
 
-    def score_structures(self, model, data, *, batch_size, progress) -> Scores:
+    def score_structures(self, source, data, *, batch_size, progress) -> Scores:
         energy = ChannelEnergy()
-        collect(model, data, [energy], batch_size=batch_size, progress=progress, description="transact")
+        collect(source, data, [energy], batch_size=batch_size, progress=progress, description="transact")
         heads, neurons = [], []
-        for index, layer in enumerate(model.model.layers):
+        for index, layer in enumerate(source.layer_configs):
             attention = energy.norms(f"attn.{index}")
-            heads.append(head_salience(attention, layer.self_attn.head_dim) if attention is not None else None)
+            heads.append(head_salience(attention, layer.head_dim) if attention is not None else None)
             mlp = energy.norms(f"mlp.{index}")
             neurons.append(mlp.tolist() if mlp is not None else None)
         return Scores(self.config.method, head_scores=heads, neuron_scores=neurons)
@@ -43,23 +43,23 @@ class TransAct(WidthMethod):
         if self.config.head_dim_ratio is None:
             return result
         pruned = narrow_heads(result.model, data, self.config.head_dim_ratio, batch_size=batch_size, progress=progress)
-        return PruningResult(pruned, result.scores, pruned.pruning_trace.to_plan())
+        return PruningResult(pruned, result.scores, as_layer_source(pruned).pruning_trace.to_plan())
 
 
 def narrow_heads(model, data, ratio: float, *, batch_size: int = 1, progress: bool = True):
     """Remove `ratio` of every layer's rotary pairs: those whose two output channels carry the least, over all heads."""
-    model = to_pruned(model)
+    source = as_layer_source(model).to_pruned()
     energy = ChannelEnergy(mlp=False)
-    collect(model, data, [energy], batch_size=batch_size, progress=progress, description="transact head dims")
+    collect(source, data, [energy], batch_size=batch_size, progress=progress, description="transact head dims")
     plan = PruningPlan()
-    for index, layer in enumerate(model.model.layers):
+    for index, layer in enumerate(source.layer_configs):
         attention = energy.norms(f"attn.{index}")
         if attention is None:
             continue
-        head_dim = layer.self_attn.head_dim
+        head_dim = layer.head_dim
         half = head_dim // 2
         per_channel = attention.view(-1, head_dim).sum(dim=0)
         pair_scores = (per_channel[:half] + per_channel[half:]).tolist()
         keep = max(1, round((1 - ratio) * half))
         plan.rotary_pairs[index] = sorted(sorted(range(half), key=lambda p: (-pair_scores[p], p))[:keep])
-    return apply_plan(model, plan)
+    return source.apply_plan(plan).unwrap()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 
 from ...calibration.engine import collect
-from ...checkpoint.streamed import layers_with_weights
 from ..base import Scores
 from ..width import ChannelEnergy, WidthMethod
 
@@ -17,9 +16,9 @@ def _per_head(values: torch.Tensor, head_dim: int) -> torch.Tensor:
 class Magnitude(WidthMethod):
     """See `MagnitudeConfig`."""
 
-    def score_structures(self, model, data, *, batch_size, progress) -> Scores:
+    def score_structures(self, source, data, *, batch_size, progress) -> Scores:
         heads, neurons = [], []
-        for _, layer in layers_with_weights(model):
+        for _, layer in source.layers():
             attention = layer.self_attn
             if attention is None:
                 heads.append(None)
@@ -41,13 +40,13 @@ class Magnitude(WidthMethod):
 class Activation(WidthMethod):
     """See `ActivationConfig`."""
 
-    def score_structures(self, model, data, *, batch_size, progress) -> Scores:
+    def score_structures(self, source, data, *, batch_size, progress) -> Scores:
         energy = ChannelEnergy()
-        collect(model, data, [energy], batch_size=batch_size, progress=progress, description="activation")
+        collect(source, data, [energy], batch_size=batch_size, progress=progress, description="activation")
         heads, neurons = [], []
-        for index, layer in enumerate(model.model.layers):
+        for index, layer in enumerate(source.layer_configs):
             attention = energy.norms(f"attn.{index}")
-            heads.append(_per_head(attention, layer.self_attn.head_dim).mean(1).tolist() if attention is not None else None)
+            heads.append(_per_head(attention, layer.head_dim).mean(1).tolist() if attention is not None else None)
             mlp = energy.norms(f"mlp.{index}")
             neurons.append(mlp.tolist() if mlp is not None else None)
         return Scores(self.config.method, head_scores=heads, neuron_scores=neurons)
@@ -56,11 +55,11 @@ class Activation(WidthMethod):
 class WandaSP(WidthMethod):
     """See `WandaSPConfig`."""
 
-    def score_structures(self, model, data, *, batch_size, progress) -> Scores:
+    def score_structures(self, source, data, *, batch_size, progress) -> Scores:
         energy = ChannelEnergy()
-        collect(model, data, [energy], batch_size=batch_size, progress=progress, description="wanda-sp")
+        collect(source, data, [energy], batch_size=batch_size, progress=progress, description="wanda-sp")
         heads, neurons = [], []
-        for index, layer in layers_with_weights(model):
+        for index, layer in source.layers():
             attention = energy.norms(f"attn.{index}")
             if attention is None:
                 heads.append(None)
@@ -78,10 +77,11 @@ class WandaSP(WidthMethod):
 class RandomWidth(WidthMethod):
     """See `RandomWidthConfig`."""
 
-    def score_structures(self, model, data, *, batch_size, progress) -> Scores:
+    def score_structures(self, source, data, *, batch_size, progress) -> Scores:
         generator = torch.Generator().manual_seed(self.config.seed)
         heads, neurons = [], []
-        for layer in model.model.layers:
-            heads.append(None if layer.self_attn is None else torch.rand(layer.self_attn.num_heads, generator=generator, dtype=torch.float64).tolist())
-            neurons.append(None if layer.mlp is None else torch.rand(layer.mlp.intermediate_size, generator=generator, dtype=torch.float64).tolist())
+        for layer in source.layer_configs:
+            skip = set(getattr(layer, "skip", None) or ())
+            heads.append(None if "self_attn" in skip else torch.rand(layer.num_attention_heads, generator=generator, dtype=torch.float64).tolist())
+            neurons.append(None if "mlp" in skip else torch.rand(layer.intermediate_size, generator=generator, dtype=torch.float64).tolist())
         return Scores(self.config.method, head_scores=heads, neuron_scores=neurons, extra={"seed": self.config.seed})
