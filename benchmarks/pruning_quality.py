@@ -1,4 +1,4 @@
-"""Quality, size and speed of pruning methods on SmolLM2-135M, against the dense model, in one run.
+"""Quality, size and speed of pruning methods on SmolLM2-135M (or Gemma-3-270m), against the dense model, in one run.
 
 Every row is evaluated on the same fixed windows of WikiText-2 (test) and the TinyStories validation prefix from
 ../shared/data, with the protocol of `hf_prune.evaluation.perplexity`. Calibration is the built-in text (the first
@@ -8,6 +8,7 @@ windows, so the run is deterministic). Results go to benchmarks/results/<suite>.
     python benchmarks/pruning_quality.py --suite transact   # TransAct (K shots, allocation, GQA) vs width baselines
     python benchmarks/pruning_quality.py --suite llm_rank   # LLM-Rank variants vs width baselines, MLP only
     python benchmarks/pruning_quality.py --suite quant      # pruning composed with int8/int4 weight quantization
+    python benchmarks/pruning_quality.py --suite depth --model gemma3-270m --depth-counts 2,4,6   # -> depth-gemma3-270m
 
 Each suite is a function returning the configurations to run; the dense row and the windows are shared.
 """
@@ -70,8 +71,9 @@ class Context:
 
 
 def depth_suite(context: Context) -> Iterator[Case]:
-    for count in (4, 8, 10):
-        group = f"{count} of 30 layers removed"
+    num_layers = context.loaded.model.config.num_hidden_layers
+    for count in (int(count) for count in context.args.depth_counts.split(",")):
+        group = f"{count} of {num_layers} layers removed"
         target = PruningTarget(num_layers=count)
         yield Case(group, "block-influence (cosine, one shot)", "block-influence", target)
         yield Case(group, "block-influence angular", "block-influence", target, {"metric": "angular"})
@@ -279,6 +281,8 @@ def markdown(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", choices=sorted(SUITES), required=True)
+    parser.add_argument("--model", default="smollm2-135m", help="a built-in model (results: <suite>-<model> unless smollm2-135m)")
+    parser.add_argument("--depth-counts", default="4,8,10", help="layers to remove in the depth suite's groups")
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared", help="the shared/ folder")
     parser.add_argument("--eval-windows", type=int, default=8, help="windows per text (default: 8)")
     parser.add_argument("--eval-seq-len", type=int, default=1024)
@@ -299,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    loaded = hf_prune.load_model("smollm2-135m")
+    loaded = hf_prune.load_model(args.model)
+    name = args.suite if args.model == "smollm2-135m" else f"{args.suite}-{args.model}"
     tokenizer = loaded.tokenizer
     texts = {name: load_text(data_dir / file) for name, file in TEXTS.items()}
     windows = {name: evaluation_windows(tokenizer, text, args.eval_seq_len, args.eval_windows) for name, text in texts.items()}
@@ -358,11 +363,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     results["rows"] = rows
     results["wall_seconds"] = time.time() - started
-    previous = args.output / f"{args.suite}.json"
+    previous = args.output / f"{name}.json"
     if args.only and previous.is_file():
         results = merge_rerun(json.loads(previous.read_text()), results, args.only)
 
-    write_results(args.output, args.suite, results, markdown(results))
+    write_results(args.output, name, results, markdown(results))
     print(markdown(results))
     return 0
 

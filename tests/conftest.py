@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
+from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
 
 import hf_prune
 from hf_prune.checkpoint import as_layer_source
@@ -35,6 +35,18 @@ TINY_CONFIGS = {
     "mistral": lambda: MistralConfig(**_TINY, head_dim=8, sliding_window=5),
     "qwen2": lambda: Qwen2Config(**_TINY, use_sliding_window=True, sliding_window=5, max_window_layers=2),
     "qwen3": lambda: Qwen3Config(**_TINY, head_dim=10),
+    # Sliding and full layers with different RoPE bases, a softmax scale that is not head_dim ** -0.5.
+    "gemma3": lambda: Gemma3TextConfig(
+        **_TINY,
+        head_dim=8,
+        sliding_window=5,
+        query_pre_attn_scalar=12,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
+        rope_parameters={
+            "full_attention": {"rope_type": "default", "rope_theta": 1_000_000.0},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0},
+        },
+    ),
 }
 
 

@@ -170,3 +170,16 @@ def test_adaptive_floor_holds_against_the_source_widths_after_every_shot(stories
     assert min(layer.num_attention_heads for layer in layers) >= head_floor
     # ... and the budget is still met: half of the source's neurons overall.
     assert sum(layer.intermediate_size for layer in layers) == round(0.5 * source.intermediate_size) * len(layers)
+
+
+def test_single_kv_head_prunes_query_heads_within_the_group_and_says_so(data, caplog):
+    """Gemma-3-270m has one KV head: whole-group pruning would remove all attention, so query heads go instead."""
+    model = make_tiny_model("gemma3", num_attention_heads=4, num_key_value_heads=1)
+    with caplog.at_level("WARNING", logger="hf_prune.scoring.width"):
+        result = get_method("transact", gqa="groups").prune(model, data, PruningTarget(ratio=0.5), progress=False)
+    layers = result.model.config.per_layer_config
+    assert [(layer.num_attention_heads, layer.num_key_value_heads) for layer in layers] == [(2, 1)] * 4
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 1 and "layers 0-3 have a single KV head" in warnings[0], warnings
+    input_ids = data.input_ids[:2]
+    assert torch.isfinite(result.model(input_ids).logits).all()

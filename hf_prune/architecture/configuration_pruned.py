@@ -4,7 +4,7 @@
 # `AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True)` works without hf_prune installed. It must
 # therefore stay self-contained: it imports only torch, transformers and `huggingface_hub` (which transformers itself
 # depends on, for the `@strict` dataclass validation every transformers config uses).
-"""Configuration of a structurally pruned Llama-family decoder (Llama, Mistral, Qwen2, Qwen3)."""
+"""Configuration of a structurally pruned Llama-family decoder (Llama, Mistral, Qwen2, Qwen3, Gemma 3)."""
 
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
@@ -34,7 +34,8 @@ class PrunedConfig(PreTrainedConfig):
 
     Args:
         source_model_type (`str`, defaults to `"llama"`):
-            The architecture family the model was pruned from (`llama`, `mistral`, `qwen2` or `qwen3`).
+            The architecture family the model was pruned from (`llama`, `mistral`, `qwen2`, `qwen3` or
+            `gemma3_text`).
         attention_bias (`bool`, defaults to `False`):
             Whether the query, key and value projections have a bias (Qwen2 does, Llama usually does not).
         attention_output_bias (`bool`, defaults to `False`):
@@ -53,6 +54,17 @@ class PrunedConfig(PreTrainedConfig):
             Per-layer: the attention softmax scale; `None` means `head_dim ** -0.5`.
         layer_types (`list[str]`, *optional*):
             `"full_attention"`, `"sliding_attention"` or `"mlp"` (no attention) for every layer.
+        local_rope_parameters (`dict`, *optional*):
+            The RoPE of sliding-window layers where it differs from `rope_parameters` (Gemma 3's local base
+            frequency); `None` means every attention layer uses `rope_parameters`.
+        norm_unit_offset (`bool`, defaults to `False`):
+            Whether RMS norms scale by `1 + weight`, computed in float32 (Gemma) rather than by `weight`.
+        sandwich_norms (`bool`, defaults to `False`):
+            Whether each block is normalised on its way out too (Gemma 3's four norms per layer: `input_layernorm`
+            and `post_attention_layernorm` around attention, `pre_feedforward_layernorm` and
+            `post_feedforward_layernorm` around the MLP). Without it `post_attention_layernorm` is the MLP's input norm.
+        embedding_multiplier (`float`, *optional*):
+            A factor the token embeddings are multiplied by, in their dtype (Gemma: `sqrt(hidden_size)`).
 
     Example:
 
@@ -105,6 +117,10 @@ class PrunedConfig(PreTrainedConfig):
     rope_head_dim: int | None = None
     rotary_pairs: list[int] | None = None
     softmax_scale: float | None = None
+    local_rope_parameters: dict | None = None
+    norm_unit_offset: bool = False
+    sandwich_norms: bool = False
+    embedding_multiplier: float | None = None
     source_model_type: str = "llama"
 
     def __post_init__(self, **kwargs):

@@ -1,7 +1,8 @@
 """The source architectures hf-prune understands, and conversion between them and the pruned format.
 
 Every supported family is a pre-norm Llama-style decoder whose weights have the same names as the pruned model's, so
-converting is a matter of translating the config and re-using the tensors. A pruned model can be written back in its
+converting is a matter of translating the config and re-using the tensors. Gemma 3 differs in its config more than in
+its weights: its translation is the `to_pruned` / `to_stock` pair of its `Family`. A pruned model can be written back in its
 source architecture (a "stock" checkpoint that any transformers-based runtime reads) whenever that architecture can express it.
 """
 
@@ -50,6 +51,9 @@ class Family:
         qk_norm: whether the source normalises queries and keys per head (Qwen3).
         stock_fields: extra config fields a stock config of this family is built with, read from the pruned config.
         has_head_dim: whether the family's config has a `head_dim` field; without it head_dim is hidden / heads.
+        to_pruned: `PrunedConfig` fields of a source config beyond the shared ones (and refusals, as one-line
+            `UnsupportedArchitectureError`s).
+        to_stock: the stock config's fields from the pruned config and the shared fields' values.
     """
 
     model_type: str
@@ -57,12 +61,45 @@ class Family:
     qk_norm: bool
     stock_fields: tuple[str, ...]
     has_head_dim: bool = True
+    to_pruned: Callable[[PretrainedConfig], dict] | None = None
+    to_stock: Callable[[PrunedConfig, dict], dict] | None = None
 
     def layer_types(self, config: PretrainedConfig) -> list[str]:
         sliding_window = getattr(config, "sliding_window", None)
         if getattr(config, "layer_types", None) is not None and self.model_type != "mistral":
             return list(config.layer_types)
         return ["sliding_attention" if sliding_window is not None else "full_attention"] * config.num_hidden_layers
+
+
+def _gemma3_to_pruned(config: PretrainedConfig) -> dict:
+    for name in ("final_logit_softcapping", "attn_logit_softcapping"):
+        if getattr(config, name, None) is not None:
+            raise UnsupportedArchitectureError(f"Gemma 3 with {name}={getattr(config, name)} is not supported")
+    if getattr(config, "use_bidirectional_attention", False):
+        raise UnsupportedArchitectureError("Gemma 3 with bidirectional attention (an encoder) is not supported")
+    rope = config.rope_parameters
+    return {
+        "hidden_act": config.hidden_activation,
+        "rope_parameters": dict(rope["full_attention"]),
+        "local_rope_parameters": dict(rope["sliding_attention"]),
+        "softmax_scale": config.query_pre_attn_scalar**-0.5,
+        "norm_unit_offset": True,
+        "sandwich_norms": True,
+        "embedding_multiplier": config.hidden_size**0.5,
+    }
+
+
+def _gemma3_to_stock(config: PrunedConfig, values: dict) -> dict:
+    scale = config.per_layer_config[0].softmax_scale  # the same in every layer (checked by the caller)
+    scalar = round(scale**-2)
+    if scalar**-0.5 != scale:
+        raise FormatError(f"softmax scale {scale} is no query_pre_attn_scalar ** -0.5 that gemma3 accepts")
+    values = dict(values, hidden_activation=values.pop("hidden_act"), query_pre_attn_scalar=scalar)
+    values["rope_parameters"] = {
+        "full_attention": dict(config.rope_parameters),
+        "sliding_attention": dict(config.local_rope_parameters),
+    }
+    return values
 
 
 FAMILIES: dict[str, Family] = {
@@ -92,6 +129,14 @@ FAMILIES: dict[str, Family] = {
             biases=lambda c: (c.attention_bias, c.attention_bias, False),
             qk_norm=True,
             stock_fields=("head_dim", "attention_bias", "use_sliding_window", "sliding_window", "layer_types"),
+        ),
+        Family(
+            "gemma3_text",
+            biases=lambda c: (c.attention_bias, c.attention_bias, False),
+            qk_norm=True,
+            stock_fields=("head_dim", "attention_bias", "sliding_window", "layer_types"),
+            to_pruned=_gemma3_to_pruned,
+            to_stock=_gemma3_to_stock,
         ),
     )
 }
@@ -135,8 +180,10 @@ def pruned_config_from(config: PretrainedConfig) -> PrunedConfig:
     family = get_family(config.model_type)
     qkv_bias, o_bias, mlp_bias = family.biases(config)
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    fields = {field: getattr(config, field, None) for field in _COMMON_FIELDS}
+    fields.update(family.to_pruned(config) if family.to_pruned is not None else {})
     pruned = PrunedConfig(
-        **{field: getattr(config, field) for field in _COMMON_FIELDS},
+        **fields,
         head_dim=head_dim,
         attention_bias=qkv_bias,
         attention_output_bias=o_bias,
@@ -174,8 +221,11 @@ def stock_config_from(config: PrunedConfig) -> PretrainedConfig:
     for index, layer in enumerate(layers):
         if getattr(layer, "skip", None):
             raise FormatError(f"layer {index} has no {' and no '.join(layer.skip)}, which {family.model_type} cannot express")
-        if layer.rotary_pairs is not None or layer.softmax_scale is not None:
+        if layer.rotary_pairs is not None:
             raise FormatError(f"layer {index} has narrowed heads, which {family.model_type} cannot express")
+    scales = {layer.softmax_scale for layer in layers}
+    if len(scales) > 1 or (family.to_stock is None and scales != {None}):
+        raise FormatError(f"layers have their own softmax scales, which {family.model_type} cannot express")
     widths = {
         (layer.num_attention_heads, layer.num_key_value_heads, layer.head_dim, layer.intermediate_size)
         for layer in layers
@@ -207,10 +257,11 @@ def stock_config_from(config: PrunedConfig) -> PretrainedConfig:
         use_sliding_window=config.sliding_window is not None,
         layer_types=list(config.layer_types),
     )
-    extra = {field: values[field] for field in family.stock_fields}
-    common = {field: values[field] for field in _COMMON_FIELDS}
+    fields = {field: values[field] for field in (*_COMMON_FIELDS, *family.stock_fields)}
+    if family.to_stock is not None:
+        fields = family.to_stock(config, fields)
     try:
-        stock = AutoConfig.for_model(family.model_type, **common, **extra)
+        stock = AutoConfig.for_model(family.model_type, **fields)
     except (ValueError, StrictDataclassError) as error:
         cause = error.__cause__ or error
         raise FormatError(f"{family.model_type} cannot express this model: {cause}") from error
@@ -251,12 +302,17 @@ def _rebuild_buffers(model: PreTrainedModel, device: torch.device) -> None:
     """Recompute the buffers that are not saved with the weights (and so stayed on the meta device)."""
     if isinstance(model, PrunedForCausalLM):
         model.model.rotary_emb = PrunedRotaryEmbedding(model.config).to(device)
+        if model.model.local_rotary_emb is not None:
+            model.model.local_rotary_emb = PrunedRotaryEmbedding(model.config, local=True).to(device)
         for layer in model.model.layers:
             if layer.self_attn is not None and layer.self_attn.rotary_index is not None:
                 layer.self_attn.rotary_index = layer.self_attn.compute_rotary_index().to(device)
     else:
         rotary = model.model.rotary_emb
         model.model.rotary_emb = type(rotary)(config=model.config).to(device)
+        embedding = model.model.embed_tokens
+        if hasattr(embedding, "scalar_embed_scale"):  # Gemma 3 keeps its embedding scale in a buffer
+            embedding.embed_scale = torch.tensor(embedding.scalar_embed_scale, device=device)
 
 
 def to_pruned(model: PreTrainedModel) -> PrunedForCausalLM:

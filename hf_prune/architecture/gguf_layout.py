@@ -74,6 +74,8 @@ def gguf_layout(config: PretrainedConfig) -> GGUFLayout:
     ```
     """
     model_type = config.model_type
+    if "gemma3_text" in (model_type, getattr(config, "source_model_type", None)):
+        raise FormatError("GGUF export of Gemma 3 is not supported yet (its norms, embedding scale and local RoPE)")
     if getattr(config, "hidden_act", "silu") != "silu":
         raise FormatError(f"GGUF export supports the SiLU MLP of Llama-family models, not hidden_act={config.hidden_act!r}")
     rope = dict(getattr(config, "rope_parameters", None) or {})

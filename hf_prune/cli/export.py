@@ -23,7 +23,7 @@ def register(commands) -> None:
         "with per-layer head counts and MLP widths; when llama-cpp-python is installed it checks greedy tokens in "
         "llama.cpp against PyTorch.",
     )
-    parser.add_argument("model", metavar="DIR", help="checkpoint directory (or a Hub id, or smollm2-135m)")
+    parser.add_argument("model", metavar="DIR", help="checkpoint directory (or a Hub id, or smollm2-135m / gemma3-270m)")
     parser.add_argument("--format", choices=("onnx", "gguf"), default="onnx", help="what to write (default: onnx)")
     parser.add_argument(
         "--output", required=True, metavar="OUT", help="ONNX: a directory to write (new or empty); GGUF: the .gguf file"

@@ -49,7 +49,7 @@ def register(commands) -> None:
         "write a checkpoint that loads with AutoModelForCausalLM.from_pretrained, with pruning.json, a model card "
         "(README.md) and a run report (report.md).",
     )
-    parser.add_argument("model", metavar="MODEL", help="Hub id, local directory, or smollm2-135m")
+    parser.add_argument("model", metavar="MODEL", help="Hub id, local directory, or a built-in model: smollm2-135m, gemma3-270m")
     add_method_options(parser)
     add_calibration_options(parser)
     add_model_options(parser)

@@ -28,7 +28,7 @@ def register(commands) -> None:
         help="compute importance scores and write them as JSON",
         description="Score the layers, heads or neurons of MODEL with METHOD on calibration text; write scores.json.",
     )
-    parser.add_argument("model", metavar="MODEL", help="Hub id, local directory, or smollm2-135m")
+    parser.add_argument("model", metavar="MODEL", help="Hub id, local directory, or a built-in model: smollm2-135m, gemma3-270m")
     add_method_options(parser)
     add_calibration_options(parser)
     add_model_options(parser)

@@ -130,6 +130,7 @@ def render_model_card(
         kv_before_h=human_bytes(record.kv_cache_bytes_per_token_before),
         kv_after_h=human_bytes(record.kv_cache_bytes_per_token_after),
         dtype=record.dtype,
+        license=record.license,
         format=record.format,
         architecture=record.architecture,
         hf_prune_version=record.hf_prune_version,

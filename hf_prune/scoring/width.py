@@ -8,6 +8,7 @@ attention valid (whole KV groups, or the same number of query heads in every gro
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Literal
@@ -22,6 +23,8 @@ from ..checkpoint.layer_source import LayerSource, as_layer_source
 from ..errors import InvalidPruningError
 from ..surgery import PruningPlan
 from .base import MethodConfig, PruningMethod, PruningResult, PruningTarget, Scores
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -184,6 +187,12 @@ class WidthMethod(PruningMethod):
                     widths.neurons[index] = max(1, round((1 - mlp_ratio) * layer.intermediate_size))
         if not widths.heads and not widths.neurons:
             raise InvalidPruningError(f"{config.method}: say how much to remove (--ratio, or method options)")
+        single = [index for index in widths.heads if gqa_mode(layers[index], config.gqa) != config.gqa]
+        if single:
+            logger.warning(
+                "%s: layers %s have a single KV head; removing it would remove all their attention, so their query "
+                "heads are pruned within the group (gqa='heads')", config.method, _ranges(single),
+            )
         return widths
 
     # -- which to keep -----------------------------------------------------------------------------------------
@@ -203,7 +212,7 @@ class WidthMethod(PruningMethod):
         else:
             head_keep, neuron_keep = widths.heads, widths.neurons
         for index, count in head_keep.items():
-            kept = _keep_heads(layers[index], scores.head_scores[index], count, self.config.gqa)
+            kept = _keep_heads(layers[index], scores.head_scores[index], count, gqa_mode(layers[index], self.config.gqa))
             if len(kept) < layers[index].num_attention_heads:
                 plan.heads[index] = kept
         for index, count in neuron_keep.items():
@@ -243,6 +252,17 @@ class WidthMethod(PruningMethod):
         return PruningResult(source.unwrap(), result_scores, source.pruning_trace.to_plan())
 
 
+def _ranges(indices: list[int]) -> str:
+    """`[0, 1, 2, 5]` -> `"0-2, 5"`."""
+    spans, start = [], None
+    for position, index in enumerate(indices):
+        start = index if start is None else start
+        if position + 1 == len(indices) or indices[position + 1] != index + 1:
+            spans.append(f"{start}-{index}" if index > start else str(index))
+            start = None
+    return ", ".join(spans)
+
+
 def _kept_heads(layer, config: WidthConfig, ratio: float | None) -> int | None:
     """Query heads to keep in a layer, rounded to what GQA allows (whole groups, or whole rows of groups)."""
     heads, groups = layer.num_attention_heads, layer.num_key_value_heads
@@ -253,7 +273,7 @@ def _kept_heads(layer, config: WidthConfig, ratio: float | None) -> int | None:
         wanted = (1 - ratio) * heads
     else:
         return None
-    unit = group_size if config.gqa == "groups" else groups
+    unit = group_size if gqa_mode(layer, config.gqa) == "groups" else groups
     return max(1, round(wanted / unit)) * unit
 
 
@@ -268,18 +288,35 @@ def _step_widths(source: LayerSource, final: Widths, shots_left: int, config: ML
     layers = source.layer_configs
     step = Widths(source_heads=final.source_heads, source_neurons=final.source_neurons)
     for index, target in final.heads.items():
-        unit = _head_unit(layers[index], config.gqa)
+        unit = _head_unit(layers[index], gqa_mode(layers[index], config.gqa))
         step.heads[index] = _step(layers[index].num_attention_heads // unit, target // unit, shots_left) * unit
     for index, target in final.neurons.items():
         step.neurons[index] = _step(layers[index].intermediate_size, target, shots_left)
     if config.allocation == "adaptive":
         if final.heads:
-            unit = _head_unit(layers[next(iter(final.heads))], config.gqa)
+            first = layers[next(iter(final.heads))]
+            unit = _head_unit(first, gqa_mode(first, config.gqa))
             current = sum(layers[index].num_attention_heads for index in final.heads) // unit
             step.head_budget = _step(current, final.budget("heads") // unit, shots_left) * unit
         current = sum(layers[index].intermediate_size for index in final.neurons)
         step.neuron_budget = _step(current, final.budget("neurons"), shots_left)
     return step
+
+
+def gqa_mode(layer, gqa: str) -> str:
+    """How a layer's attention shrinks: as asked, except that a layer with a single KV head (Gemma-3-270m) prunes
+    query heads within its group, since removing its only group would remove all its attention.
+
+    Example:
+
+    ```python
+    >>> from types import SimpleNamespace
+    >>> gqa_mode(SimpleNamespace(num_key_value_heads=1), "groups"), gqa_mode(SimpleNamespace(num_key_value_heads=2), "groups")
+    ('heads', 'groups')
+
+    ```
+    """
+    return "heads" if gqa == "groups" and layer.num_key_value_heads == 1 else gqa
 
 
 def _head_unit(layer, gqa: str) -> int:
@@ -349,13 +386,13 @@ def _adaptive_head_keep(layers, scores: Scores, widths: Widths, config: WidthCon
         size = layer.num_attention_heads // layer.num_key_value_heads
         head = scores.head_scores[index]
         groups = [head[g * size : (g + 1) * size] for g in range(layer.num_key_value_heads)]
-        if config.gqa == "groups":
+        if gqa_mode(layer, config.gqa) == "groups":
             unit_scores[index] = [sum(group) for group in groups]
         else:
             # Unit k: the k-th best head of every group, scored by their sum.
             ranked = [sorted(group, reverse=True) for group in groups]
             unit_scores[index] = [sum(r[k] for r in ranked) for k in range(size)]
-        unit_size = _head_unit(layer, config.gqa)
+        unit_size = _head_unit(layer, gqa_mode(layer, config.gqa))
     source_units = {index: heads // unit_size for index, heads in widths.source_heads.items()}
     kept = _adaptive_keep(unit_scores, widths.budget("heads") // unit_size, config.min_keep, source_units)
     return {index: units * unit_size for index, units in kept.items()}

@@ -113,11 +113,11 @@ def prune_layer(
         if not heads:
             skip.append("self_attn")
             spec.update(num_attention_heads=0, num_key_value_heads=0, rotary_pairs=None, softmax_scale=None)
-            state = {k: v for k, v in state.items() if not k.startswith(("self_attn.", "input_layernorm."))}
+            state = {k: v for k, v in state.items() if not k.startswith(_attention_modules(config))}
             trace.query_heads, trace.kv_heads, trace.rotary_pairs = [], [], None
         else:
             channels, pairs = _kept_channels(index, layer, plan.rotary_pairs.get(index), config.rope_head_dim)
-            _slice_attention(state, heads, groups, channels, layer.head_dim)
+            _slice_attention(state, heads, groups, channels, layer.head_dim, config.norm_unit_offset)
             spec.update(num_attention_heads=len(heads), num_key_value_heads=len(groups), head_dim=len(channels))
             if index in plan.rotary_pairs:
                 # Narrower heads keep the source's softmax scale, so each kept channel contributes exactly as before.
@@ -137,7 +137,7 @@ def prune_layer(
         if not neurons:
             skip.append("mlp")
             spec["intermediate_size"] = 0
-            state = {k: v for k, v in state.items() if not k.startswith(("mlp.", "post_attention_layernorm."))}
+            state = {k: v for k, v in state.items() if not k.startswith(_mlp_modules(config))}
         else:
             _slice_mlp(state, neurons)
             spec["intermediate_size"] = len(neurons)
@@ -146,6 +146,18 @@ def prune_layer(
     if skip:
         spec["skip"] = skip
     return spec, state, trace
+
+
+def _attention_modules(config: PrunedConfig) -> tuple[str, ...]:
+    """Prefixes of the tensors an attention block owns (with sandwich norms, its output norm too)."""
+    return ("self_attn.", "input_layernorm.") + (("post_attention_layernorm.",) if config.sandwich_norms else ())
+
+
+def _mlp_modules(config: PrunedConfig) -> tuple[str, ...]:
+    """Prefixes of the tensors an MLP block owns (without sandwich norms, `post_attention_layernorm` is its input)."""
+    if config.sandwich_norms:
+        return ("mlp.", "pre_feedforward_layernorm.", "post_feedforward_layernorm.")
+    return ("mlp.", "post_attention_layernorm.")
 
 
 def _kept_groups(index: int, heads: list[int], num_heads: int, num_kv_heads: int) -> list[int]:
@@ -188,7 +200,12 @@ def _rows(units: list[int], unit_size: int, channels: list[int]) -> torch.Tensor
 
 
 def _slice_attention(
-    state: dict[str, torch.Tensor], heads: list[int], groups: list[int], channels: list[int], head_dim: int
+    state: dict[str, torch.Tensor],
+    heads: list[int],
+    groups: list[int],
+    channels: list[int],
+    head_dim: int,
+    norm_unit_offset: bool = False,
 ) -> None:
     q_rows = _rows(heads, head_dim, channels)
     kv_rows = _rows(groups, head_dim, channels)
@@ -205,7 +222,12 @@ def _slice_attention(
             # The per-head RMSNorm now averages over fewer channels; rescaling by sqrt(d / d') keeps its output
             # unchanged when the removed channels were zero (exactly so up to the norm's epsilon).
             kept = state[key].index_select(0, torch.tensor(channels, device=state[key].device))
-            state[key] = kept * (head_dim / len(channels)) ** 0.5
+            rescale = (head_dim / len(channels)) ** 0.5
+            # A Gemma norm scales by 1 + weight: rescale that product, not the weight.
+            if norm_unit_offset:  # in float64: 1 + w' must round to (1 + w) * rescale, not w' alone
+                state[key] = ((1 + kept.double()) * rescale - 1).to(kept.dtype)
+            else:
+                state[key] = kept * rescale
 
 
 def _slice_mlp(state: dict[str, torch.Tensor], neurons: list[int]) -> None:
