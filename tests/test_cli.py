@@ -118,7 +118,7 @@ def test_unsupported_architecture_is_one_line(tmp_path):
     result = hf_prune("prune", tmp_path / "gpt2", "--method", "last-layers", "--num-layers", "1", "--output", tmp_path / "o")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
-        "hf-prune: error: unsupported architecture 'gpt2'; hf-prune supports llama, mistral, qwen2, qwen3"
+        "hf-prune: error: unsupported architecture 'gpt2'; hf-prune supports gemma3_text, llama, mistral, qwen2, qwen3"
     )
 
 
