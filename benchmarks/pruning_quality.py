@@ -85,7 +85,7 @@ def depth_suite(context: Context) -> Iterator[Case]:
 
 
 def transact_suite(context: Context) -> Iterator[Case]:
-    for ratio in (0.25, 0.5):
+    for ratio in (float(ratio) for ratio in context.args.width_ratios.split(",")):
         group = f"{ratio:.0%} of attention and MLP width removed"
         target = PruningTarget(ratio=ratio)
         yield Case(group, "transact K=1 (one shot)", "transact", target, {"shots": 1})
@@ -283,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suite", choices=sorted(SUITES), required=True)
     parser.add_argument("--model", default="smollm2-135m", help="a built-in model (results: <suite>-<model> unless smollm2-135m)")
     parser.add_argument("--depth-counts", default="4,8,10", help="layers to remove in the depth suite's groups")
+    parser.add_argument("--width-ratios", default="0.25,0.5", help="width removed in the transact suite's groups")
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared", help="the shared/ folder")
     parser.add_argument("--eval-windows", type=int, default=8, help="windows per text (default: 8)")
     parser.add_argument("--eval-seq-len", type=int, default=1024)
@@ -294,7 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's); pin with taskset for quiet timings"
     )
-    parser.add_argument("--only", default=None, help="run only the cases whose label contains this")
+    parser.add_argument(
+        "--only", default=None, help="run only the cases whose label contains this (alternatives separated by |)"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     data_dir = args.shared / "data"
@@ -331,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         results["scoring_cost"] = scoring_cost(context)
     rows = []
     for case in SUITES[args.suite](context):
-        if args.only and args.only not in case.label:
+        if args.only and not any(part in case.label for part in args.only.split("|")):
             continue
         print(f"{case.group}: {case.label}", flush=True)
         start = time.perf_counter()

@@ -98,6 +98,7 @@ __all__ = [
     "HubUnreachableError",
     "InvalidRepoIdError",
     "InvalidTokenError",
+    "LlamaCppError",
     "MissingTokenError",
     "NotACheckpointError",
     "InvalidPruningError",
@@ -118,3 +119,8 @@ class HealingError(HfPruneError, ValueError):
 
 class TaskDataError(HfPruneError, ValueError):
     """Task accuracy cannot be measured as asked: an unknown task, a task-data file that is missing, a bad limit."""
+
+
+class LlamaCppError(HfPruneError, RuntimeError):
+    """llama.cpp failed while running a GGUF file that hf-prune wrote (it runs in a child process, so a crash inside
+    llama.cpp is reported here instead of ending the caller)."""

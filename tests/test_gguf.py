@@ -13,12 +13,22 @@ import json
 import numpy as np
 import pytest
 import torch
+from transformers import AutoModelForCausalLM
 
 import hf_prune
 from hf_prune.architecture.gguf_layout import ZERO_MLP_WIDTH
-from hf_prune.errors import FormatError, OutputExistsError
+from hf_prune.errors import FormatError, LlamaCppError, OutputExistsError
 from hf_prune.export.gguf import export_gguf, llama_cpp_greedy
-from tests.conftest import heterogeneous, make_tiny_model, requires_shared, requires_smollm2, train_tokenizer
+from tests.conftest import (
+    TINY_SIZES,
+    heterogeneous,
+    make_tiny_model,
+    randomize,
+    requires_gemma3,
+    requires_shared,
+    requires_smollm2,
+    train_tokenizer,
+)
 from tests.test_cli import hf_prune as hf_prune_cli
 
 gguf = pytest.importorskip("gguf", reason="GGUF export needs the gguf package: pip install 'hf-prune[gguf]'")
@@ -223,3 +233,100 @@ def test_model_card_names_llama_cpp_only_where_the_export_works(tmp_path, tokeni
     assert "### llama.cpp" in card and expected in card
     assert ("refused" in record.serving["gguf"]) == ("cannot" in expected)
     assert "vLLM" not in card and "TGI" not in card  # no test covers them
+
+
+def tiny_gemma3(tokenizer) -> torch.nn.Module:
+    """Seven layers in llama.cpp's gemma3 pattern (layer 5 global), a window shorter than the test prompts."""
+    from transformers import Gemma3TextConfig
+
+    layer_types = ["full_attention" if index % 6 == 5 else "sliding_attention" for index in range(7)]
+    config = Gemma3TextConfig(
+        **dict(TINY_SIZES, num_hidden_layers=7, vocab_size=len(tokenizer)),
+        head_dim=8,
+        query_pre_attn_scalar=8,
+        sliding_window=5,
+        layer_types=layer_types,
+        rope_parameters={
+            "full_attention": {"rope_type": "default", "rope_theta": 1_000_000.0},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0},
+        },
+    )
+    torch.manual_seed(0)
+    return randomize(AutoModelForCausalLM.from_config(config).eval())
+
+
+@requires_llama_cpp
+@pytest.mark.parametrize(
+    "plan",
+    [
+        None,
+        # The same query heads (one per KV group) and neurons in every layer: uniform widths, as llama.cpp's gemma3 needs.
+        hf_prune.PruningPlan(heads=dict.fromkeys(range(7), [0, 2, 4]), neurons=dict.fromkeys(range(7), list(range(0, 64, 2)))),
+        hf_prune.PruningPlan(removed_layers=[6]),
+    ],
+    ids=["dense", "uniform-width", "last-layer-removed"],
+)
+def test_gemma3_generates_the_same_tokens_in_llama_cpp(tmp_path, tokenizer, plan):
+    model = tiny_gemma3(tokenizer)
+    if plan is not None:
+        model = hf_prune.apply_plan(model, plan)
+        if plan.removed_layers:
+            model = hf_prune.to_stock(model)
+    written = export_gguf(model, tmp_path / "gemma3.gguf", tokenizer=tokenizer, outtype="f32")
+    prompt = [5, 17, 42, 8, 99, 3, 250, 61, 12, 7, 140]  # longer than the sliding window of 5
+    ours, logits = greedy_in_transformers(model, prompt, 6)
+    theirs, their_logits = llama_cpp_greedy(written.path, prompt, 6)
+    assert written.architecture == "gemma3" and written.notes == []
+    reader = gguf.GGUFReader(written.path)
+    assert reader_field(reader, "gemma3.attention.sliding_window") == 5
+    assert np.abs(their_logits - logits).max() < 5e-3 * np.abs(logits).max()
+    assert theirs == ours
+
+
+@pytest.mark.parametrize(
+    ("plan", "reason"),
+    [
+        (hf_prune.PruningPlan(removed_layers=[2]), r"global layers are \[4\].*every sixth layer global \(\[5\]\)"),
+        (hf_prune.PruningPlan(neurons={3: list(range(32))}), "layer 3 has 6 heads, 3 KV heads and 32 MLP neurons"),
+        (hf_prune.PruningPlan(neurons={1: []}), "layer 1 of this Gemma 3"),
+    ],
+    ids=["layer-pattern-broken", "per-layer-width", "mlp-removed"],
+)
+def test_gemma3_that_llama_cpp_cannot_express_is_refused(tmp_path, tokenizer, plan, reason):
+    model = hf_prune.apply_plan(tiny_gemma3(tokenizer), plan)
+    with pytest.raises(FormatError, match=reason):
+        export_gguf(model, tmp_path / "refused.gguf", tokenizer=tokenizer)
+    assert list(tmp_path.iterdir()) == []
+
+
+@requires_llama_cpp
+@requires_gemma3
+def test_real_gemma3_runs_in_llama_cpp(tmp_path):
+    from llama_cpp import Llama
+
+    gemma3 = hf_prune.load_model("gemma3-270m")
+    model = hf_prune.to_stock(hf_prune.remove_layers(gemma3.model, range(12, 18)))  # the last group of six
+    written = export_gguf(model, tmp_path / "gemma3.gguf", tokenizer=gemma3.tokenizer, outtype="f32")
+    text = "The capital of France is"
+    prompt = gemma3.tokenizer(text).input_ids
+    ours, logits = greedy_in_transformers(model, prompt, 8)
+    theirs, their_logits = llama_cpp_greedy(written.path, prompt, 8)
+    assert np.abs(their_logits - logits).max() < 5e-3 * np.abs(logits).max()
+    assert theirs == ours
+    runtime = Llama(model_path=str(written.path), vocab_only=True, verbose=False)
+    try:
+        mixed = "Once upon a time,  Lily saw\n a big red ball: émigré 12345 <start_of_turn>user"
+        assert runtime.tokenize(mixed.encode(), add_bos=True, special=True) == gemma3.tokenizer(mixed).input_ids
+    finally:
+        runtime.close()
+
+
+@requires_llama_cpp
+def test_llama_cpp_failing_on_a_file_is_one_line_and_spares_the_caller(tmp_path, tokenizer):
+    written = export_gguf(tiny_model("llama", tokenizer), tmp_path / "model.gguf", tokenizer=tokenizer, outtype="f32")
+    truncated = tmp_path / "truncated.gguf"
+    truncated.write_bytes(written.path.read_bytes()[:4096])  # llama.cpp runs in a child process, which fails to load it
+    with pytest.raises(LlamaCppError, match=r"llama.cpp failed running .*truncated.gguf \(exit status 1\)") as raised:
+        llama_cpp_greedy(truncated, [5, 17], 2)
+    assert "\n" not in str(raised.value)
+    assert llama_cpp_greedy(written.path, [5, 17], 2)[0]  # and this process goes on running llama.cpp

@@ -6,7 +6,8 @@ weights (query and key rows reordered for llama.cpp's RoPE where needed), tokeni
 
 What GGUF cannot express is refused with a one-line `FormatError` before anything is written: narrowed heads
 (`rotary_pairs`), per-layer softmax scales, q/k norms (Qwen3) under `deci`, RoPE scalings other than default,
-linear and llama3, activations other than SiLU.
+linear and llama3, activations other than SiLU (GELU for Gemma 3), and a Gemma 3 whose layers no longer have the one
+shape and fixed local/global pattern of llama.cpp's `gemma3`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import contextlib
 import importlib.util
 import json
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,14 +30,14 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..architecture.gguf_layout import GGUFLayout, gguf_layout
 from ..checkpoint.save import new_file_mode
-from ..errors import FormatError, MissingDependencyError, OutputExistsError
+from ..errors import FormatError, LlamaCppError, MissingDependencyError, OutputExistsError
 
 INSTALL_HINT = "pip install 'hf-prune[gguf]'"
 RUNTIME_INSTALL_HINT = "pip install llama-cpp-python"
 OUTTYPES = ("f32", "f16", "bf16", "q8_0")
 # llama.cpp rotates pairs of adjacent dimensions ("normal" RoPE, for which the query and key rows are permuted from
 # transformers' half-split layout) except in these architectures, which rotate halves (NEOX) as transformers does.
-NEOX_ROPE_ARCHITECTURES = ("qwen2", "qwen3")
+NEOX_ROPE_ARCHITECTURES = ("qwen2", "qwen3", "gemma3")
 # llama.cpp pre-tokenizer names for the byte-level BPE pre-tokenizers hf-prune recognises in a tokenizer.json.
 KNOWN_PRE_TOKENIZERS = {
     (("ByteLevel", True),): "gpt-2",
@@ -47,7 +51,7 @@ class GGUFExport:
 
     Attributes:
         path: the GGUF file.
-        architecture: the llama.cpp architecture it declares (`llama`, `qwen2`, `qwen3` or `deci`).
+        architecture: the llama.cpp architecture it declares (`llama`, `qwen2`, `qwen3`, `gemma3` or `deci`).
         outtype: the weight type of its matrices (`f32`, `f16`, `bf16` or `q8_0`).
         tokenizer_model: llama.cpp's tokenizer model (`gpt2` for byte-level BPE, `llama` for SentencePiece-style BPE).
         notes: what the file does differently from the checkpoint, one sentence each (empty when it is exact).
@@ -170,11 +174,13 @@ def _write_metadata(writer, config, layout: GGUFLayout, outtype: str) -> None:
         scale = next((layer.softmax_scale for layer in config.per_layer_config if layer.softmax_scale is not None), None)
         if scale is not None:
             writer.add_attention_scale(scale)
-    else:
-        writer.add_head_count(config.num_attention_heads)
-        writer.add_head_count_kv(config.num_key_value_heads)
-        writer.add_feed_forward_length(config.intermediate_size)
-    rope = dict(getattr(config, "rope_parameters", None) or {})
+    else:  # one width for all layers
+        writer.add_head_count(layers[0].heads)
+        writer.add_head_count_kv(layers[0].kv_heads)
+        writer.add_feed_forward_length(layers[0].intermediate_size)
+    if layout.sliding_window is not None:
+        writer.add_sliding_window(layout.sliding_window)
+    rope = dict(layout.rope_parameters or getattr(config, "rope_parameters", None) or {})
     writer.add_rope_freq_base(float(rope.get("rope_theta", 10000.0)))
     if rope.get("rope_type") == "linear":
         writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
@@ -204,6 +210,8 @@ def _write_tensors(writer, model: PreTrainedModel, layout: GGUFLayout, outtype: 
         if gguf_name is None:
             raise FormatError(f"GGUF export does not know where to put tensor {name!r}")
         data = tensor.detach().to(torch.float32).cpu().numpy()
+        if layout.norm_unit_offset and name.endswith("norm.weight"):
+            data = data + np.float32(1)  # llama.cpp scales by the stored weight; the checkpoint by 1 + weight
         if permute and (".q_proj." in name or ".k_proj." in name):
             data = _interleave_rotary_halves(data, head_dim)
         _add(writer, gguf_name, data, outtype)
@@ -268,6 +276,7 @@ class _Vocabulary:
     tokens: list[str]
     scores: list[float]
     types: list[int]
+    add_space_prefix: bool | None = None  # SentencePiece-style: whether the normalizer prepends "▁" to the text
 
     def write(self, writer, tokenizer: PreTrainedTokenizerBase) -> None:
         import gguf
@@ -275,6 +284,8 @@ class _Vocabulary:
         writer.add_tokenizer_model(self.model)
         if self.pre is not None:
             writer.add_tokenizer_pre(self.pre)
+        if self.add_space_prefix is not None:
+            writer.add_add_space_prefix(self.add_space_prefix)
         writer.add_token_list(self.tokens)
         writer.add_token_scores(self.scores)
         writer.add_token_types(self.types)
@@ -337,32 +348,45 @@ def _vocabulary(tokenizer: PreTrainedTokenizerBase, vocab_size: int, pre_tokeniz
             types[index] = int(gguf.TokenType.NORMAL)
             # llama.cpp's SentencePiece tokenizer merges the highest score first; BPE ids follow merge order.
             scores[index] = -float(index) if kind == "llama" else 0.0
-    return _Vocabulary(kind, pre, tokens, scores, types)
+    # llama.cpp's SentencePiece tokenizer prepends a space unless told not to (Gemma's tokenizer does not).
+    add_space_prefix = _adds_space_prefix(description) if kind == "llama" else None
+    return _Vocabulary(kind, pre, tokens, scores, types, add_space_prefix)
+
+
+def _adds_space_prefix(description: dict) -> bool:
+    """Whether a tokenizer.json puts "▁" before the text: a `Prepend` normalizer or a prepending `Metaspace`."""
+    normalizer = description.get("normalizer") or {}
+    normalizers = normalizer.get("normalizers", [normalizer]) if normalizer.get("type") == "Sequence" else [normalizer]
+    if any(step.get("type") == "Prepend" for step in normalizers):
+        return True
+    steps = description.get("pre_tokenizer") or {}
+    steps = steps.get("pretokenizers", [steps]) if steps.get("type") == "Sequence" else [steps]
+    return any(step.get("type") == "Metaspace" and step.get("prepend_scheme") in ("first", "always") for step in steps)
 
 
 def llama_cpp_greedy(path: str | Path, input_ids: list[int], max_new_tokens: int) -> tuple[list[int], np.ndarray]:
     """Run a GGUF file in llama.cpp (llama-cpp-python): greedy tokens after `input_ids`, and the prompt's logits.
 
-    Decoding goes through llama.cpp's KV cache one token at a time, as a server would.
+    Decoding goes through llama.cpp's KV cache one token at a time, as a server would. llama.cpp runs in a child
+    process: a crash inside it (its AMX kernels segfault on some Intel Xeons with q8_0 files, llama.cpp issue 20824)
+    raises a one-line `LlamaCppError` instead of ending the caller.
     """
     if importlib.util.find_spec("llama_cpp") is None:
         raise MissingDependencyError(f"running a GGUF file needs llama.cpp's Python binding: {RUNTIME_INSTALL_HINT}")
-    from llama_cpp import Llama
-
-    runtime = Llama(
-        model_path=str(path), n_ctx=len(input_ids) + max_new_tokens + 8, logits_all=True, verbose=False, n_threads=2
-    )
-    try:
-        runtime.eval(list(input_ids))
-        prompt_logits = np.array(runtime.scores[: len(input_ids)], dtype=np.float32)
-        generated = []
-        for _ in range(max_new_tokens):
-            token = int(np.argmax(runtime.scores[runtime.n_tokens - 1]))
-            generated.append(token)
-            runtime.eval([token])
-        return generated, prompt_logits
-    finally:
-        runtime.close()
+    with tempfile.TemporaryDirectory() as directory:
+        output = Path(directory) / "greedy.npz"
+        request = {"model": str(path), "input_ids": [int(i) for i in input_ids], "max_new_tokens": max_new_tokens,
+                   "output": str(output)}
+        worker = Path(__file__).with_name("llama_cpp_worker.py")
+        completed = subprocess.run([sys.executable, str(worker), json.dumps(request)], capture_output=True, text=True)
+        if completed.returncode != 0:
+            code = completed.returncode
+            how = f"signal {-code} ({signal.Signals(-code).name})" if code < 0 else f"exit status {code}"
+            last_line = (completed.stderr.strip().splitlines() or [""])[-1]
+            detail = f": {last_line}" if code > 0 and last_line else ""
+            raise LlamaCppError(f"llama.cpp failed running {path} ({how}){detail}")
+        with np.load(output) as result:
+            return result["tokens"].tolist(), result["logits"]
 
 
 __all__ = ["OUTTYPES", "GGUFExport", "export_gguf", "llama_cpp_greedy", "require_gguf"]
