@@ -12,6 +12,10 @@ next-token (cross-entropy) step on the same pruned model and batch, in the same 
     python benchmarks/healing.py --only block-influence --budgets 131072 --healing kd --cost-steps 0
     python benchmarks/healing.py --only block-influence --budgets 32768 --healing kd --lr 3e-4 --cost-steps 0
     python benchmarks/healing.py --only "between shots" --budgets 0,32768 --healing kd --cost-steps 0
+    python benchmarks/healing.py --model gemma3-270m --budgets 0,16384 --healing kd --lr 1e-4 --eval-windows 4 --cost-steps 0
+
+`--model gemma3-270m` heals Gemma-3-270m with Block Influence's 4 of 18 layers removed (the public reference point)
+and writes `healing-gemma3-270m`.
 
 `--teacher-dtype` (default auto: bfloat16 where the CPU or GPU computes it natively) is recorded per row, and the
 step-cost table times a float32 and a bfloat16 teacher against the plain next-token step.
@@ -68,6 +72,18 @@ PRUNED = [
     Pruned("llm-rank, 20% MLP", "llm-rank", PruningTarget(ratio=0.2)),
     Pruned("activation, 20% MLP (best MLP baseline)", "activation", PruningTarget(ratio=0.2), {"attention_ratio": 0.0}),
 ]
+# Per built-in model other than SmolLM2: what its benchmark heals.
+PRUNED_BY_MODEL = {
+    "smollm2-135m": PRUNED,
+    # Its best baselines by benchmarks/results/depth-gemma3-270m and transact-gemma3-270m.
+    "gemma3-270m": [
+        Pruned("block-influence, 4 of 18 layers", "block-influence", PruningTarget(num_layers=4)),
+        Pruned("random-layers seed 0, 4 of 18 layers (best depth baseline)", "random-layers", PruningTarget(num_layers=4),
+               {"seed": 0}),
+        Pruned("transact K=4 adaptive, 25% width", "transact", PruningTarget(ratio=0.25), {"shots": 4, "allocation": "adaptive"}),
+        Pruned("wanda-sp, 25% width (best width baseline)", "wanda-sp", PruningTarget(ratio=0.25)),
+    ],
+}
 
 
 def variants(budgets: list[int], kinds: list[str], lora_rank: int, lr: float | None = None) -> list[tuple[str, dict]]:
@@ -144,7 +160,7 @@ def merge_rerun(previous: dict, rerun: dict) -> dict:
     for row in rerun["rows"]:
         replaced = key(row) in existing
         rows.append({**row, "rerun": f"{rerun['machine']}"} if replaced else row)
-    order = {pruned.label: index for index, pruned in enumerate(PRUNED)}
+    order = {pruned.label: index for index, pruned in enumerate(p for ps in PRUNED_BY_MODEL.values() for p in ps)}
     rows.sort(key=lambda row: (order.get(row["pruned"], len(order)), row["tokens"], row["healing"], teacher_of(row)))
     merged = {**previous, "rows": rows}
     if "step_cost" in rerun:
@@ -212,6 +228,8 @@ def markdown(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared", help="the shared/ folder")
+    parser.add_argument("--model", default="smollm2-135m", choices=sorted(PRUNED_BY_MODEL),
+                        help="a built-in model (results: healing-<model> unless smollm2-135m)")
     parser.add_argument("--budgets", default="0,32768,131072", help="training tokens per row, comma-separated")
     parser.add_argument("--healing", default="kd,lora", help="ways to heal: kd (all parameters), lora, ce (default: kd,lora)")
     parser.add_argument("--lora-rank", type=int, default=16)
@@ -235,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     budgets = [int(value) for value in args.budgets.split(",")]
 
-    loaded = hf_prune.load_model("smollm2-135m")
+    loaded = hf_prune.load_model(args.model)
+    name = "healing" if args.model == "smollm2-135m" else f"healing-{args.model}"
     teacher, tokenizer = loaded.model, loaded.tokenizer
     windows = {name: evaluation_windows(tokenizer, load_text(data_dir / file), args.eval_seq_len, args.eval_windows)
                for name, file in TEXTS.items()}
@@ -255,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     print("measuring the dense model", flush=True)
     results["dense"] = perplexities(teacher)
     rows = []
-    for pruned in PRUNED:
+    for pruned in PRUNED_BY_MODEL[args.model]:
         if args.only and args.only not in pruned.label:
             continue
         print(f"pruning: {pruned.label}", flush=True)
@@ -298,10 +317,10 @@ def main(argv: list[str] | None = None) -> int:
             print("   ", {key: round(value, 2) for key, value in row.items() if key.startswith("perplexity")}, flush=True)
             rows.append(row)
     results["rows"] = rows
-    previous = args.output / "healing.json"
+    previous = args.output / f"{name}.json"
     if args.only and previous.is_file():
         results = merge_rerun(json.loads(previous.read_text()), results)
-    write_results(args.output, "healing", results, markdown(results))
+    write_results(args.output, name, results, markdown(results))
     print(markdown(results))
     return 0
 

@@ -84,8 +84,12 @@ def depth_suite(context: Context) -> Iterator[Case]:
             yield Case(group, f"random-layers seed {seed}", "random-layers", target, {"seed": seed})
 
 
+def width_ratios(context: Context, default: str) -> list[float]:
+    return [float(ratio) for ratio in (context.args.width_ratios or default).split(",")]
+
+
 def transact_suite(context: Context) -> Iterator[Case]:
-    for ratio in (float(ratio) for ratio in context.args.width_ratios.split(",")):
+    for ratio in width_ratios(context, "0.25,0.5"):
         group = f"{ratio:.0%} of attention and MLP width removed"
         target = PruningTarget(ratio=ratio)
         yield Case(group, "transact K=1 (one shot)", "transact", target, {"shots": 1})
@@ -100,7 +104,7 @@ def transact_suite(context: Context) -> Iterator[Case]:
 
 def llm_rank_suite(context: Context) -> Iterator[Case]:
     mlp_only = {"attention_ratio": 0.0}
-    for ratio in (0.1, 0.2, 0.3):
+    for ratio in width_ratios(context, "0.1,0.2,0.3"):
         group = f"{ratio:.0%} of MLP neurons removed"
         target = PruningTarget(ratio=ratio)
         # gamma 0.9 was the default when the committed results were measured; they decided the default of 0.
@@ -283,7 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suite", choices=sorted(SUITES), required=True)
     parser.add_argument("--model", default="smollm2-135m", help="a built-in model (results: <suite>-<model> unless smollm2-135m)")
     parser.add_argument("--depth-counts", default="4,8,10", help="layers to remove in the depth suite's groups")
-    parser.add_argument("--width-ratios", default="0.25,0.5", help="width removed in the transact suite's groups")
+    parser.add_argument(
+        "--width-ratios", default=None, help="width removed in the width suites' groups (transact: 0.25,0.5; llm_rank: 0.1,0.2,0.3)"
+    )
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared", help="the shared/ folder")
     parser.add_argument("--eval-windows", type=int, default=8, help="windows per text (default: 8)")
     parser.add_argument("--eval-seq-len", type=int, default=1024)

@@ -7,6 +7,7 @@ Block Influence is also healed (LoRA r=16, N tokens) and scored again. Results g
 benchmarks/results/task_accuracy.json and .md with machine, date and command.
 
     python benchmarks/task_accuracy.py --limit 100 --heal-tokens 32768 --methods-only
+    python benchmarks/task_accuracy.py --model gemma3-270m --limit 100      # results in task_accuracy-gemma3-270m
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from hf_prune.healing.run import training_windows
 from hf_prune.scoring import get_method
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from healing import PRUNED
+from healing import PRUNED_BY_MODEL
 from results_io import command_line, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +55,8 @@ def markdown(results: dict) -> str:
         retention = results["retention"].get(name)
         lines.append(f"| {name} | " + " | ".join(f"{100 * value:.1f}" for value in values)
                      + f" | {100 * sum(values) / len(values):.1f} | " + (f"{retention:.1%}" if retention else "") + " |")
+    if "SmolLM2" not in results["model"]:
+        return "\n".join(lines) + "\n"  # the published numbers below are SmolLM2's
     dense = results["rows"]["dense"]["tasks"]
     arc = [dense[task]["acc_norm"] for task in ("arc_easy", "arc_challenge") if task in dense]
     lines += ["", "Published for the dense model (lighteval, chat template): "
@@ -66,6 +69,8 @@ def markdown(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    parser.add_argument("--model", default="smollm2-135m", choices=sorted(PRUNED_BY_MODEL),
+                        help="a built-in model (results: task_accuracy-<model> unless smollm2-135m)")
     parser.add_argument("--tasks", default=",".join(DEFAULT_TASKS))
     parser.add_argument("--limit", type=int, default=100, help="items per task (0: all)")
     parser.add_argument("--batch-size", type=int, default=8)
@@ -82,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     tasks = args.tasks.split(",")
     limit = args.limit or None
 
-    loaded = hf_prune.load_model("smollm2-135m")
+    loaded = hf_prune.load_model(args.model)
+    name = "task_accuracy" if args.model == "smollm2-135m" else f"task_accuracy-{args.model}"
     teacher, tokenizer = loaded.model, loaded.tokenizer
     calibration = load_calibration(tokenizer, num_samples=32, seq_len=256)
 
@@ -95,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print("dense", flush=True)
     rows = {"dense": score(teacher)}
-    for pruned in PRUNED:
+    for pruned in PRUNED_BY_MODEL[args.model]:
         if args.methods_only and "baseline" in pruned.label:
             continue
         print(pruned.label, flush=True)
@@ -114,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         "limit": limit, "tasks": tasks, "settings": rows["dense"]["settings"], "rows": rows,
         "retention": comparison["average_retention"],
     }
-    write_results(args.output, "task_accuracy", results, markdown(results))
+    write_results(args.output, name, results, markdown(results))
     print(markdown(results))
     return 0
 
