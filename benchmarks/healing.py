@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from results_io import command_line, write_results
+from results_io import command_line, results_name, write_results
 
 import hf_prune
 from hf_prune.calibration import load_calibration, load_text
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     budgets = [int(value) for value in args.budgets.split(",")]
 
     loaded = hf_prune.load_model(args.model)
-    name = "healing" if args.model == "smollm2-135m" else f"healing-{args.model}"
+    name = results_name("healing", args.model)
     teacher, tokenizer = loaded.model, loaded.tokenizer
     windows = {name: evaluation_windows(tokenizer, load_text(data_dir / file), args.eval_seq_len, args.eval_windows)
                for name, file in TEXTS.items()}

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from results_io import command_line, write_results
+from results_io import command_line, results_name, write_results
 
 import hf_prune
 from hf_prune.calibration import CalibrationData, collect, load_calibration, load_text
@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     loaded = hf_prune.load_model(args.model)
-    name = args.suite if args.model == "smollm2-135m" else f"{args.suite}-{args.model}"
+    name = results_name(args.suite, args.model)
     tokenizer = loaded.tokenizer
     texts = {name: load_text(data_dir / file) for name, file in TEXTS.items()}
     windows = {name: evaluation_windows(tokenizer, text, args.eval_seq_len, args.eval_windows) for name, text in texts.items()}

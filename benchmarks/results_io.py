@@ -12,6 +12,11 @@ def command_line(argv: list[str] | None) -> str:
     return "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])])
 
 
+def results_name(benchmark: str, model: str) -> str:
+    """The results file stem of a benchmark run on a built-in model: SmolLM2's keep the bare name."""
+    return benchmark if model == "smollm2-135m" else f"{benchmark}-{model}"
+
+
 def write_results(directory: Path, name: str, results: dict, markdown: str) -> None:
     """Write `name.json` (everything measured) and `name.md` (the tables the README quotes) into `directory`."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ from hf_prune.scoring import get_method
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from healing import PRUNED_BY_MODEL
-from results_io import command_line, write_results
+from results_io import command_line, results_name, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     limit = args.limit or None
 
     loaded = hf_prune.load_model(args.model)
-    name = "task_accuracy" if args.model == "smollm2-135m" else f"task_accuracy-{args.model}"
+    name = results_name("task_accuracy", args.model)
     teacher, tokenizer = loaded.model, loaded.tokenizer
     calibration = load_calibration(tokenizer, num_samples=32, seq_len=256)
 

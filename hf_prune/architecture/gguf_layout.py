@@ -172,7 +172,7 @@ def _gemma3_layout(config: PretrainedConfig) -> GGUFLayout:
             f"1/sqrt(head_dim) = {first.head_dim**-0.5:.6g}"
         )
     global_layers = [index for index, kind in enumerate(pruned.layer_types) if kind == "full_attention"]
-    expected = [index for index in range(pruned.num_hidden_layers) if index % GEMMA3_GLOBAL_PERIOD == 5]
+    expected = [index for index in range(pruned.num_hidden_layers) if index % GEMMA3_GLOBAL_PERIOD == GEMMA3_GLOBAL_PERIOD - 1]
     if global_layers != expected:
         raise FormatError(
             f"GGUF cannot express this Gemma 3's layer types: its global layers are {global_layers or 'none'}, and "

@@ -307,8 +307,7 @@ def _vocabulary(tokenizer: PreTrainedTokenizerBase, vocab_size: int, pre_tokeniz
         raise FormatError("GGUF export needs a fast tokenizer (tokenizer.json)")
     description = json.loads(backend.to_str())
     model = description["model"]
-    steps = description.get("pre_tokenizer") or {}
-    steps = steps.get("pretokenizers", [steps]) if steps.get("type") == "Sequence" else [steps]
+    steps = _steps(description.get("pre_tokenizer"), "pretokenizers")
     byte_level = any(step.get("type") == "ByteLevel" for step in steps)
     if model.get("type") != "BPE":
         raise FormatError(f"GGUF export supports BPE tokenizers, not {model.get('type')!r}")
@@ -348,20 +347,21 @@ def _vocabulary(tokenizer: PreTrainedTokenizerBase, vocab_size: int, pre_tokeniz
             types[index] = int(gguf.TokenType.NORMAL)
             # llama.cpp's SentencePiece tokenizer merges the highest score first; BPE ids follow merge order.
             scores[index] = -float(index) if kind == "llama" else 0.0
-    # llama.cpp's SentencePiece tokenizer prepends a space unless told not to (Gemma's tokenizer does not).
-    add_space_prefix = _adds_space_prefix(description) if kind == "llama" else None
+    # llama.cpp's SentencePiece tokenizer prepends a space unless told not to (Gemma's tokenizer does not): a
+    # tokenizer.json puts "▁" before the text with a `Prepend` normalizer or a prepending `Metaspace`.
+    add_space_prefix = None
+    if kind == "llama":
+        add_space_prefix = any(step.get("type") == "Prepend" for step in _steps(description.get("normalizer"), "normalizers"))
+        add_space_prefix |= any(
+            step.get("type") == "Metaspace" and step.get("prepend_scheme") in ("first", "always") for step in steps
+        )
     return _Vocabulary(kind, pre, tokens, scores, types, add_space_prefix)
 
 
-def _adds_space_prefix(description: dict) -> bool:
-    """Whether a tokenizer.json puts "▁" before the text: a `Prepend` normalizer or a prepending `Metaspace`."""
-    normalizer = description.get("normalizer") or {}
-    normalizers = normalizer.get("normalizers", [normalizer]) if normalizer.get("type") == "Sequence" else [normalizer]
-    if any(step.get("type") == "Prepend" for step in normalizers):
-        return True
-    steps = description.get("pre_tokenizer") or {}
-    steps = steps.get("pretokenizers", [steps]) if steps.get("type") == "Sequence" else [steps]
-    return any(step.get("type") == "Metaspace" and step.get("prepend_scheme") in ("first", "always") for step in steps)
+def _steps(component: dict | None, key: str) -> list[dict]:
+    """The steps of a tokenizer.json normalizer or pre-tokenizer: a `Sequence`'s members, else the one step."""
+    component = component or {}
+    return component.get(key, [component]) if component.get("type") == "Sequence" else [component]
 
 
 def llama_cpp_greedy(path: str | Path, input_ids: list[int], max_new_tokens: int) -> tuple[list[int], np.ndarray]:
