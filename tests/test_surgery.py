@@ -237,3 +237,16 @@ def test_smollm2_layer_removal_equals_bypass(smollm2):
     pruned = hf_prune.remove_layers(model, removed)
     assert pruned.config.num_hidden_layers == 23
     assert (logits(pruned, input_ids) - bypassed).abs().max() <= TOLERANCE
+
+
+def test_surgery_patches_nothing_onto_models(tiny_model):
+    # The trace is a declared attribute of PrunedForCausalLM; nothing else gains state it did not have.
+    attributes = set(vars(tiny_model))
+    pruned = hf_prune.remove_heads(hf_prune.remove_layers(tiny_model, [1]), {1: [1, 2, 5]})
+    assert set(vars(tiny_model)) == attributes and not hasattr(tiny_model, "pruning_trace")
+    trace = hf_prune.surgery.trace_of(pruned)
+    assert trace is pruned.pruning_trace
+    assert (trace.removed_layers, trace.layers[1].source_layer, trace.layers[1].query_heads) == ([1], 2, [0, 3, 4])
+    stock = hf_prune.to_stock(hf_prune.remove_layers(tiny_model, [1]))
+    assert not hasattr(stock, "pruning_trace")
+    assert hf_prune.surgery.trace_of(stock).removed_layers == []  # a stock model is its own source

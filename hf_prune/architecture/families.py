@@ -345,7 +345,9 @@ def to_pruned(model: PreTrainedModel) -> PrunedForCausalLM:
 def to_stock(model: PrunedForCausalLM) -> PreTrainedModel:
     """Return `model` in its source architecture (e.g. `LlamaForCausalLM`), sharing its tensors.
 
-    Raises `FormatError` naming the reason when the source architecture cannot express the pruned model.
+    Raises `FormatError` naming the reason when the source architecture cannot express the pruned model. The result
+    is a plain transformers model: it does not carry `model.pruning_trace`, so save the pruned model itself
+    (`save_pruned` converts it when it writes) to keep what was removed in `pruning.json`.
 
     Example:
 
@@ -373,13 +375,10 @@ def to_stock(model: PrunedForCausalLM) -> PreTrainedModel:
 
 
 def carry_over(source: PreTrainedModel, target: PreTrainedModel) -> None:
-    """Keep what a user expects to survive a conversion or surgery: generation settings, train/eval mode, name and
-    provenance (the `pruning_trace` surgery leaves on its models)."""
+    """Keep what a user expects to survive a conversion or surgery: generation settings, train/eval mode and name."""
     target.generation_config = source.generation_config
     target.train(source.training)
     target.name_or_path = source.name_or_path
-    if getattr(source, "pruning_trace", None) is not None:
-        target.pruning_trace = source.pruning_trace
 
 
 __all__ = [

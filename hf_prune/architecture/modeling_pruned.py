@@ -517,6 +517,9 @@ class PrunedForCausalLM(PrunedPreTrainedModel, GenerationMixin):
 
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
     _pp_plan = {"lm_head": (["hidden_states"], ["logits"])}
+    # What this model kept of the model it was pruned from, in the source's numbering: set by hf_prune's surgery
+    # (a `PruningTrace`), None for a model loaded from disk, which is its own source. Not saved with the weights.
+    pruning_trace = None
 
     def __init__(self, config: PrunedConfig):
         super().__init__(config)

@@ -30,7 +30,7 @@ from ..architecture.families import pruned_config_from, to_pruned
 from ..architecture.modeling_pruned import PrunedDecoderLayer, PrunedRotaryEmbedding
 from ..surgery import PruningPlan, apply_plan
 from ..surgery.apply import prune_layer
-from ..surgery.trace import LayerTrace, PruningTrace
+from ..surgery.trace import LayerTrace, PruningTrace, trace_of
 from .tensors import CheckpointTensors
 from .validate import check_checkpoint
 
@@ -62,7 +62,7 @@ class LayerSource(ABC):
     @property
     def pruning_trace(self) -> PruningTrace:
         """What the layers kept of the source model (the identity before any surgery)."""
-        return getattr(self.structure, "pruning_trace", None) or PruningTrace.identity(pruned_config_from(self.structure.config))
+        return trace_of(self.structure)
 
     @property
     def layer_configs(self) -> list[PrunedConfig]:
@@ -300,7 +300,6 @@ def load_streamed(
         # Meta tensors in the streamed dtype (rotary frequencies stay float32, as from_pretrained leaves them), so
         # `skeleton.dtype` is the dtype of the weights it stands for.
         skeleton = PrunedForCausalLM._from_config(config, dtype=dtype)
-    skeleton.pruning_trace = PruningTrace.identity(config)
     skeleton.name_or_path = str(directory)
     if (directory / "generation_config.json").is_file():
         skeleton.generation_config = GenerationConfig.from_pretrained(directory)

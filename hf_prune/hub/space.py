@@ -31,11 +31,16 @@ def render_space_card(space_id: str, model_id: str, record: PruningRecord) -> st
     Example:
 
     ```python
-    >>> from hf_prune.checkpoint import PruningRecord
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> import hf_prune
     >>> from hf_prune.hub.space import render_space_card
-    >>> card = render_space_card("me/smollm2-demo", "me/smollm2-22l", PruningRecord.load("pruned-smollm2"))  # doctest: +SKIP
-    >>> "sdk: gradio" in card  # doctest: +SKIP
-    True
+    >>> from hf_prune.provenance import PruningRecord
+    >>> model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+    ...                                      num_attention_heads=4))
+    >>> record = PruningRecord.from_model(hf_prune.remove_layers(model, [1]), source_model="HuggingFaceTB/SmolLM2-135M")
+    >>> card = render_space_card("me/smollm2-demo", "me/smollm2-2l", record)
+    >>> "sdk: gradio" in card, "- HuggingFaceTB/SmolLM2-135M" in card
+    (True, True)
 
     ```
     """

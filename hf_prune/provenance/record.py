@@ -12,7 +12,7 @@ from transformers import PreTrainedModel
 
 from .._version import __version__
 from ..architecture.families import pruned_config_from
-from ..surgery.trace import PruningTrace
+from ..surgery.trace import trace_of
 from .size import count_parameters, kv_cache_bytes_per_token
 
 RECORD_NAME = "pruning.json"
@@ -120,7 +120,7 @@ class PruningRecord:
     ) -> PruningRecord:
         """Describe a model that surgery produced (its `pruning_trace` says what it kept of its source)."""
         config = pruned_config_from(model.config)
-        trace = getattr(model, "pruning_trace", None) or PruningTrace.identity(config)
+        trace = trace_of(model)
         source_config = trace.source_config or config
         dtype = model.dtype  # a layer-streamed model's meta tensors have the dtype its layers are streamed in
         per_layer = []

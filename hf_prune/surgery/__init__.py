@@ -3,7 +3,7 @@
 from .apply import apply_plan
 from .plan import PruningPlan
 from .primitives import remove_heads, remove_kv_groups, remove_layers, remove_neurons, remove_rotary_pairs
-from .trace import LayerTrace, PruningTrace
+from .trace import LayerTrace, PruningTrace, trace_of
 
 __all__ = [
     "LayerTrace",
@@ -15,4 +15,5 @@ __all__ = [
     "remove_layers",
     "remove_neurons",
     "remove_rotary_pairs",
+    "trace_of",
 ]

@@ -15,7 +15,7 @@ from ..architecture import PrunedConfig, PrunedForCausalLM
 from ..architecture.families import build_model, carry_over, to_pruned
 from ..errors import InvalidPruningError
 from .plan import PruningPlan
-from .trace import LayerTrace, PruningTrace
+from .trace import LayerTrace, PruningTrace, trace_of
 
 
 def apply_plan(model: PreTrainedModel, plan: PruningPlan) -> PrunedForCausalLM:
@@ -43,7 +43,7 @@ def apply_plan(model: PreTrainedModel, plan: PruningPlan) -> PrunedForCausalLM:
     config = model.config
     num_layers = config.num_hidden_layers
     _check_plan_indices(plan, num_layers)
-    trace = getattr(model, "pruning_trace", None) or PruningTrace.identity(config)
+    trace = trace_of(model)
 
     old_state = model.state_dict()
     new_state = {key: value for key, value in old_state.items() if not key.startswith("model.layers.")}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ..architecture import PrunedConfig
+from ..architecture import PrunedConfig, PrunedForCausalLM
+from ..architecture.families import pruned_config_from
 from .plan import PruningPlan
 
 
@@ -91,3 +92,25 @@ class PruningTrace:
 
     def to_dict(self) -> dict:
         return {"num_source_layers": self.num_source_layers, "layers": [asdict(layer) for layer in self.layers]}
+
+
+def trace_of(model) -> PruningTrace:
+    """What `model` kept of its source: the trace surgery gave it, or the identity for a model that is its own source
+    (a stock model, or a checkpoint loaded from disk).
+
+    Example:
+
+    ```python
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> import hf_prune
+    >>> from hf_prune.surgery import trace_of
+    >>> model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+    ...                                      num_attention_heads=4))
+    >>> trace_of(model).removed_layers, trace_of(hf_prune.remove_layers(model, [0])).removed_layers
+    ([], [0])
+
+    ```
+    """
+    if isinstance(model, PrunedForCausalLM) and model.pruning_trace is not None:
+        return model.pruning_trace
+    return PruningTrace.identity(pruned_config_from(model.config))
