@@ -67,7 +67,8 @@ def markdown(results: dict) -> str:
         "4 windows of 256 tokens a step, the built-in calibration split: the Python Language Reference) except what "
         f"the row names. Perplexity: the first {results['eval_windows']} windows of {results['eval_seq_len']} tokens "
         "of each text. Recovered: (pruned - healed) / (pruned - dense). The TinyStories-data rows train on TinyStories "
-        "after its evaluated windows: their TinyStories column is in-domain.", "",
+        "after its evaluated windows: their TinyStories column is in-domain. Heal min is wall time, comparable only "
+        "between rows that ran on an otherwise idle machine.", "",
         f"Dense: WikiText-2 {dense['perplexity_wikitext2']:.2f}, TinyStories {dense['perplexity_tinystories']:.2f}. "
         f"Pruned, not healed: WikiText-2 {pruned['perplexity_wikitext2']:.2f}, "
         f"TinyStories {pruned['perplexity_tinystories']:.2f}.", "",
