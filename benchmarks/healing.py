@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from results_io import command_line, results_name, write_results
+from results_io import command_line, results_name, shared_data_dir, write_results
 
 import hf_prune
 from hf_prune.calibration import load_calibration, load_text
@@ -246,9 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    data_dir = args.shared / "data"
-    if not data_dir.is_dir():
-        parser.error(f"{data_dir} not found: the benchmark evaluates on ../shared/data (use --shared)")
+    data_dir = shared_data_dir(parser, args.shared)
     if args.threads:
         torch.set_num_threads(args.threads)
     budgets = [int(value) for value in args.budgets.split(",")]

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 from healing import RESULTS, TEXTS, short_float
-from results_io import command_line, write_results
+from results_io import command_line, selected, shared_data_dir, write_results
 
 import hf_prune
 from hf_prune.calibration import load_calibration, load_text
@@ -99,13 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    data_dir = args.shared / "data"
-    if not data_dir.is_dir():
-        parser.error(f"{data_dir} not found: the benchmark evaluates on ../shared/data (use --shared)")
+    data_dir = shared_data_dir(parser, args.shared)
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = [(label, options) for label, options in ROWS
-            if not args.only or any(part in label for part in args.only.split("|"))]
+    rows = [(label, options) for label, options in ROWS if selected(label, args.only)]
     if not rows:
         parser.error(f"no row matches --only {args.only!r}")
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from results_io import command_line, results_name, write_results
+from results_io import command_line, results_name, selected, shared_data_dir, write_results
 
 import hf_prune
 from hf_prune.calibration import CalibrationData, collect, load_calibration, load_text
@@ -306,9 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    data_dir = args.shared / "data"
-    if not data_dir.is_dir():
-        parser.error(f"{data_dir} not found: the benchmark evaluates on ../shared/data (use --shared)")
+    data_dir = shared_data_dir(parser, args.shared)
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -340,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         results["scoring_cost"] = scoring_cost(context)
     rows = []
     for case in SUITES[args.suite](context):
-        if args.only and not any(part in case.label for part in args.only.split("|")):
+        if not selected(case.label, args.only):
             continue
         print(f"{case.group}: {case.label}", flush=True)
         start = time.perf_counter()
