@@ -108,9 +108,8 @@ def main(argv: list[str] | None = None) -> int:
 
     loaded = hf_prune.load_model("smollm2-135m")
     teacher, tokenizer = loaded.model, loaded.tokenizer
-    texts = {name: load_text(data_dir / file).text for name, file in TEXTS.items()}
-    windows = {name: evaluation_windows(tokenizer, load_text(data_dir / file), args.eval_seq_len, args.eval_windows)
-               for name, file in TEXTS.items()}
+    texts = {name: load_text(data_dir / file) for name, file in TEXTS.items()}
+    windows = {name: evaluation_windows(tokenizer, text, args.eval_seq_len, args.eval_windows) for name, text in texts.items()}
     evaluated_tokens = windows["tinystories"].numel()
 
     def perplexities(model) -> dict:
@@ -136,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         options = dict(options)
         seq_len = options.get("seq_len", 256)
         if options.get("data") == TINYSTORIES_DATA:
-            training = tinystories_training(tokenizer, texts["tinystories"], evaluated_tokens, seq_len)
+            training = tinystories_training(tokenizer, texts["tinystories"].text, evaluated_tokens, seq_len)
         else:
             training, _ = training_windows(tokenizer, HealingConfig(tokens=1, seq_len=seq_len))
         options.pop("data", None)
