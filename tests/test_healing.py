@@ -17,7 +17,8 @@ from transformers import AutoModelForCausalLM
 import hf_prune
 from hf_prune.errors import HealingError
 from hf_prune.healing import HealingConfig, heal, heal_model
-from hf_prune.healing.trainer import DistillationStudent
+from hf_prune.healing.trainer import DistillationStudent, LayerOutputs, intermediate_loss
+from hf_prune.provenance import PruningRecord
 from tests.conftest import SHARED, heterogeneous, make_tiny_model, requires_shared
 from tests.helpers import logits_in_fresh_process
 
@@ -63,6 +64,69 @@ def test_chunked_loss_and_gradients_equal_the_full_logits_ones(loss):
     assert torch.allclose(chunked, expected, rtol=1e-5)
     for got, want in zip(chunked_grads, (p.grad for p in student.parameters())):
         assert torch.allclose(got, want, rtol=1e-4, atol=1e-6), (got - want).abs().max()
+
+
+def test_intermediate_states_pull_each_layer_towards_the_teacher_layer_it_came_from(family):
+    teacher = make_tiny_model(family, seed=1).eval()
+    student = hf_prune.remove_layers(teacher, [1])
+    input_ids = torch.randint(1, 96, (4, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(), LayerOutputs(teacher.get_decoder(), [3, 0, 2]) as taught:
+        reference = teacher.get_decoder()(input_ids=input_ids, output_hidden_states=True)
+    # What a layer returns, in the order asked for (hidden_states[i + 1] is layer i's output below the last layer).
+    assert torch.equal(taught.outputs[1], reference.hidden_states[1])
+    assert torch.equal(taught.outputs[2], reference.hidden_states[3])
+
+    targets = [taught.outputs[1], taught.outputs[2], taught.outputs[0]]  # teacher layers 0, 2 and 3
+
+    def distances(model):
+        with torch.no_grad(), LayerOutputs(model.get_decoder(), range(3)) as own:
+            model.get_decoder()(input_ids=input_ids)
+        return [intermediate_loss([mine], [target]).item() for mine, target in zip(own.outputs, targets)]
+
+    before = distances(student)
+    assert before[0] == 0 and before[1] > 0 and before[2] > 0  # layer 0 is untouched; the others lost their input
+
+    # The loss is the distillation loss plus the weighted intermediate one.
+    config = HealingConfig(steps=1, seq_len=16, intermediate_weight=0.5)
+    with torch.no_grad():
+        plain = DistillationStudent(student, config)(input_ids, reference.last_hidden_state, teacher.get_output_embeddings())
+        combined = DistillationStudent(student, config)(input_ids, reference.last_hidden_state,
+                                                        teacher.get_output_embeddings(), targets)
+    assert combined.item() == pytest.approx(plain.item() + 0.5 * sum(before) / 3, rel=1e-5)
+
+    # Trained on that one batch, the layers move towards their teacher layers with the loss on, and not without it.
+    healed = {}
+    for weight in (0.0, 10.0):
+        config = HealingConfig(steps=8, seq_len=16, batch_size=4, lr=1e-2, warmup=0, schedule="constant",
+                               intermediate_weight=weight)
+        result = heal_model(student, teacher, input_ids, config, progress=False)
+        healed[weight] = sum(distances(result.model))
+    assert result.facts["intermediate_source_layers"] == [0, 2, 3]
+    assert healed[10.0] < 0.5 * sum(before) and healed[10.0] < 0.5 * healed[0.0]
+
+
+def test_intermediate_states_need_a_source_layer_for_every_layer():
+    teacher = make_tiny_model("llama")
+    windows = torch.randint(1, 96, (8, 16))
+    config = HealingConfig(steps=1, seq_len=16, batch_size=4, intermediate_weight=1.0)
+    with pytest.raises(HealingError, match="needs the source layer of each of the student's 4 layers"):
+        heal_model(make_tiny_model("llama"), teacher, windows, config, source_layers=[0, 1, 2], progress=False)
+
+
+def test_heal_from_disk_pulls_layers_towards_the_source_layers_pruning_json_names(tiny_checkpoint, tmp_path):
+    loaded = hf_prune.load_model(tiny_checkpoint)
+    pruned = hf_prune.remove_layers(loaded.model, [1])
+    record = PruningRecord.from_model(pruned, source_model=str(tiny_checkpoint))
+    hf_prune.save_pruned(pruned, tmp_path / "pruned", tokenizer=loaded.tokenizer, record=record)
+    text = tmp_path / "text.txt"
+    text.write_text(" ".join(f"word{i % 37} and then {i}" for i in range(3000)))
+    result = cli("heal", tmp_path / "pruned", "--output", tmp_path / "healed", "--steps", "2", "--seq-len", "16",
+                 "--data", text, "--eval-text", text, "--intermediate-weight", "0.5", "--quiet")
+    assert result.returncode == 0, result.stderr
+    healing = json.loads((tmp_path / "healed" / "pruning.json").read_text())["healing"]
+    # Read back, the model's own trace is gone: the layer map must come from pruning.json, not the identity.
+    assert healing["intermediate_source_layers"] == [0, 2, 3] and healing["config"]["intermediate_weight"] == 0.5
+    assert "plus 0.5 x the\nintermediate-state loss" in (tmp_path / "healed" / "README.md").read_text()
 
 
 def test_teacher_with_another_vocabulary_is_refused():

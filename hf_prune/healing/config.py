@@ -18,7 +18,9 @@ class HealingConfig:
 
     Healing trains the pruned model (the student) to match the token distributions of the model it came from (the
     teacher) on ordinary text: logit distillation, KL(teacher || student) at `temperature`, scaled by `temperature**2`
-    as in Hinton et al. The full-vocabulary logits are computed `logits_chunk` tokens at a time, each
+    as in Hinton et al. With `intermediate_weight`, the output of every layer is also pulled towards the output of the
+    teacher layer it came from (Minitron's intermediate-state distillation, which its authors recommend after deep
+    depth pruning), as the squared error relative to the teacher's, per token. The full-vocabulary logits are computed `logits_chunk` tokens at a time, each
     chunk's gradients in closed form at once, so their memory does not grow with the batch. The teacher only runs
     forward, so `teacher_dtype="auto"` runs it in bfloat16 where the device has native bfloat16 arithmetic (GPUs that
     support it, CPUs with AVX512-BF16 or AMX): the student still trains in its own dtype, against float32 KL.
@@ -51,6 +53,9 @@ class HealingConfig:
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0: none)"})
     loss: Loss = field(default="kd", metadata={"help": "kd (distillation), ce (next token), or kd+ce (mean of both)"})
     temperature: float = field(default=1.0, metadata={"help": "distillation temperature"})
+    intermediate_weight: float = field(default=0.0, metadata={
+        "help": "weight of the intermediate-state loss: each layer's output against its source layer's in the "
+                "teacher (Minitron); 0: logits only"})
     logits_chunk: int = field(default=1024, metadata={"help": "tokens whose vocabulary logits are computed at once"})
     teacher_dtype: TeacherDtype = field(default="auto", metadata={
         "help": "the teacher's dtype; auto: bfloat16 where the device computes it natively, else the teacher's own"})
@@ -74,6 +79,8 @@ class HealingConfig:
             raise HealingError(f"LoRA rank must be at least 1, got {self.lora}")
         if self.temperature <= 0:
             raise HealingError(f"temperature must be positive, got {self.temperature}")
+        if self.intermediate_weight < 0:
+            raise HealingError(f"intermediate weight must be at least 0, got {self.intermediate_weight}")
         if not 0 <= self.warmup < 1:
             raise HealingError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
         if self.loss not in ("kd", "ce", "kd+ce"):

@@ -103,6 +103,8 @@ def heal(
     result = heal_model(
         loaded.model, teacher_loaded.model, windows, config, tokenizer=loaded.tokenizer, eval_text=load_text(config.eval_text, "evaluation"),
         state_dir=state_dir, resume=resume, progress=progress,
+        # A checkpoint read from disk has lost its trace; its record still says where each layer came from.
+        source_layers=[layer["source_layer"] for layer in record.per_layer],
     )
     from ..calibration.distributed import is_main_process
 

@@ -12,6 +12,7 @@ import copy
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_scheduler
 from ..calibration.data import tokens_sha256
 from ..calibration.distributed import process_state
 from ..errors import HealingError, MissingDependencyError
+from ..surgery import trace_of
 from .config import HealingConfig
 
 STATE_FILE = "healing_state.json"
@@ -116,11 +118,58 @@ class FusedHeadLoss(torch.autograd.Function):
         return grad_hidden * grad_output, grad_weight, None, None, None, None, None, None
 
 
+class LayerOutputs:
+    """Collects what the decoder layers at `indices` return while a forward pass runs inside the `with` block.
+
+    Forward hooks rather than `output_hidden_states`: which of those states is taken before or after the final norm
+    has changed between transformers releases, a layer's own output has not.
+    """
+
+    def __init__(self, decoder: nn.Module, indices: Sequence[int]):
+        self.layers, self.indices = decoder.layers, list(indices)
+        self.outputs: list[torch.Tensor] = []
+        self._captured: dict[int, torch.Tensor] = {}
+        self._handles = []
+
+    def __enter__(self) -> LayerOutputs:
+        for index in set(self.indices):
+            self._handles.append(self.layers[index].register_forward_hook(self._recorder(index)))
+        return self
+
+    def _recorder(self, index: int):
+        def record(module, args, output):
+            self._captured[index] = output[0] if isinstance(output, tuple) else output
+        return record
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        if exc[0] is None:
+            self.outputs = [self._captured[index] for index in self.indices]
+        self._captured = {}
+
+
+def intermediate_loss(student_states: Sequence[torch.Tensor], teacher_states: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Mean over layers and tokens of the squared error of each student layer's output relative to its teacher layer's.
+
+    Relative per token because a few tokens (the first, often) carry hidden states hundreds of times larger than the
+    rest, and would otherwise make up the whole loss.
+    """
+    terms = []
+    for student, teacher in zip(student_states, teacher_states):
+        teacher = teacher.float()
+        error = (student.float() - teacher).pow(2).sum(-1)
+        terms.append((error / teacher.pow(2).sum(-1).clamp_min(1e-6)).mean())
+    return torch.stack(terms).mean()
+
+
 class DistillationStudent(nn.Module):
     """The student as one module whose forward returns the loss, so data parallelism wraps all of it.
 
     The decoder runs once; the vocabulary projection and the loss run `logits_chunk` positions at a time through
-    `FusedHeadLoss`, so the logits of only one chunk are ever held.
+    `FusedHeadLoss`, so the logits of only one chunk are ever held. Given the teacher's layer outputs, the student's
+    own are collected as the decoder runs and compared with them (`intermediate_loss`).
     """
 
     def __init__(self, model: PreTrainedModel, config: HealingConfig):
@@ -128,8 +177,16 @@ class DistillationStudent(nn.Module):
         self.model = model
         self.config = config
 
-    def forward(self, input_ids: torch.Tensor, teacher_hidden: torch.Tensor | None, teacher_head: nn.Module | None):
-        hidden = self.model.get_decoder()(input_ids=input_ids, use_cache=False).last_hidden_state
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        teacher_hidden: torch.Tensor | None,
+        teacher_head: nn.Module | None,
+        teacher_states: list[torch.Tensor] | None = None,
+    ):
+        decoder = self.model.get_decoder()
+        with LayerOutputs(decoder, range(len(teacher_states)) if teacher_states else []) as states:
+            hidden = decoder(input_ids=input_ids, use_cache=False).last_hidden_state
         head = self.model.get_output_embeddings()
         if getattr(head, "bias", None) is not None or (teacher_head is not None and getattr(teacher_head, "bias", None) is not None):
             raise HealingError("healing needs an output projection without bias")
@@ -140,7 +197,22 @@ class DistillationStudent(nn.Module):
         teacher_weight = teacher_head.weight if teacher_head is not None else None
         total = FusedHeadLoss.apply(hidden, head.weight, labels, teacher_hidden, teacher_weight, self.config.loss,
                                     self.config.temperature, self.config.logits_chunk)
-        return total / labels.numel()
+        loss = total / labels.numel()
+        if teacher_states:
+            loss = loss + self.config.intermediate_weight * intermediate_loss(states.outputs, teacher_states)
+        return loss
+
+
+def source_layers_of(student: PreTrainedModel, teacher: PreTrainedModel, source_layers: Sequence[int] | None) -> list[int]:
+    """The teacher layer each student layer came from: `source_layers`, or the student's pruning trace, checked."""
+    if source_layers is None:
+        source_layers = [layer.source_layer for layer in trace_of(student).layers]
+    source_layers = list(source_layers)
+    student_layers, teacher_layers = len(student.get_decoder().layers), len(teacher.get_decoder().layers)
+    if len(source_layers) != student_layers or not all(0 <= index < teacher_layers for index in source_layers):
+        raise HealingError(f"the intermediate-state loss needs the source layer of each of the student's {student_layers} "
+                           f"layers among the teacher's {teacher_layers}, got {source_layers}")
+    return source_layers
 
 
 def check_teacher(
@@ -249,10 +321,13 @@ def heal_model(
     resume: bool = False,
     progress: bool = True,
     accelerator: Accelerator | None = None,
+    source_layers: Sequence[int] | None = None,
 ) -> HealingResult:
     """Distil `student` from `teacher` on the token `windows` (a `(N, seq_len)` tensor); returns the healed model.
 
-    `teacher` may be `None` only for `loss="ce"`. With `state_dir`, resumable checkpoints are written there every
+    `teacher` may be `None` only for `loss="ce"`. With `config.intermediate_weight`, `source_layers` names the teacher
+    layer each student layer came from (default: the student's pruning trace; a checkpoint read from disk has lost
+    it, so `heal` passes the one in its `pruning.json`). With `state_dir`, resumable checkpoints are written there every
     `config.save_every` steps, and `resume=True` continues from the last one exactly. `eval_text` (with `tokenizer`)
     is the held-out text whose perplexity is measured before, during and after. The student is trained in place
     unless it shares weights with the teacher (surgery keeps untouched layers), in which case a copy is trained.
@@ -274,10 +349,11 @@ def heal_model(
 
     ```
     """
-    if config.loss != "ce" and teacher is None:
+    if (config.loss != "ce" or config.intermediate_weight) and teacher is None:
         raise HealingError(f"loss {config.loss} distils from a teacher; give one (or use loss='ce')")
     if teacher is not None:
         check_teacher(student, teacher)
+        source_layers = source_layers_of(student, teacher, source_layers) if config.intermediate_weight else []
         if _shares_storage(student, teacher):
             student = copy.deepcopy(student)
     if accelerator is None:
@@ -346,11 +422,12 @@ def heal_model(
     started, step, running = time.perf_counter(), start_step, []
     for batch in loader:
         with accelerator.accumulate(wrapper):
-            teacher_hidden = None
+            teacher_hidden = teacher_states = None
             if teacher_decoder is not None:
-                with torch.no_grad():
+                with torch.no_grad(), LayerOutputs(teacher_decoder, source_layers) as states:
                     teacher_hidden = teacher_decoder(input_ids=batch, use_cache=False).last_hidden_state
-            loss = wrapper(batch, teacher_hidden, teacher_head)
+                teacher_states = states.outputs or None
+            loss = wrapper(batch, teacher_hidden, teacher_head, teacher_states)
             accelerator.backward(loss)
             if accelerator.sync_gradients and config.max_grad_norm:
                 accelerator.clip_grad_norm_(parameters, config.max_grad_norm)
@@ -400,6 +477,8 @@ def heal_model(
                       "betas": [0.9, 0.999], "schedule": config.schedule, "warmup_steps": warmup,
                       "max_grad_norm": config.max_grad_norm},
         "lora_rank": config.lora,
+        # Which teacher layer each student layer was pulled towards, when the intermediate-state loss was on.
+        "intermediate_source_layers": list(source_layers) if config.intermediate_weight and teacher is not None else None,
         "teacher_dtype": str(teacher.dtype).removeprefix("torch.") if teacher is not None else None,
         "training_windows_sha256": tokens_sha256(windows),
         "loss_curve": curve,

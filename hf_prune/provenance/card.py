@@ -183,6 +183,7 @@ def _healing_summary(healing: dict | None) -> dict | None:
         "kind": f"LoRA rank {healing['lora_rank']} (merged)" if healing.get("lora_rank") else "all parameters",
         "loss": config.get("loss", "kd"),
         "temperature": config.get("temperature", 1.0),
+        "intermediate_weight": config.get("intermediate_weight", 0.0),
         "data": healing.get("data", {}).get("source"),
         "lr": healing.get("learning_rate"),
         "before": f"{before:.2f}" if before is not None else None,
