@@ -4,16 +4,19 @@ SmolLM2-135M-Instruct loses 8 of its 30 layers to Block Influence (the healing b
 heals a copy with `hf_prune.healing.heal_model` with `HealingConfig`'s defaults (all parameters, KL at temperature 1,
 lr 3e-4, windows of 256 tokens in batches of 4, the built-in calibration split) except the settings it names, and
 measures perplexity on the same fixed windows of WikiText-2 (test) and TinyStories as `benchmarks/healing.py`.
+The intermediate-state rows add Minitron's loss on every layer's output (`intermediate_weight`), which its authors
+recommend after deep depth pruning.
 
-The TinyStories-data row trains on the TinyStories file after the windows it is evaluated on (so no evaluated token
-is trained on), to tell how much the domain of the healing text matters: the built-in text is the Python Language
-Reference, far from both evaluation texts. Its TinyStories perplexity is in-domain and not comparable with the rest.
+The data rows train on one of the evaluation texts after the windows it is evaluated on (so no evaluated token is
+trained on), to tell how much the domain of the healing text matters: the built-in text is the Python Language
+Reference, far from both evaluation texts. Their perplexity on the text they trained on is in-domain and not
+comparable with the rest.
 
     python benchmarks/healing_settings.py                          # every row at 32k tokens
     python benchmarks/healing_settings.py --tokens 131072 --only "seq 1024"
 
-Results go to benchmarks/results/healing_settings.json and .md, with machine, date and command, after every row;
-rows of a run with `--only` replace the rows of the same label and budget.
+Results go to benchmarks/results/healing_settings.json and .md, with machine, date and each row's command, after every
+row; rows of a run with `--only` replace the rows of the same label and budget.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from hf_prune.healing.run import training_windows
 from hf_prune.scoring import PruningTarget, get_method
 
 NAME = "healing_settings"
-TINYSTORIES_DATA = "tinystories (after its evaluated windows)"
+AFTER_EVALUATED = " (after its evaluated windows)"
 # (label, HealingConfig fields that differ from the defaults); `data` names a training text below. Learning rates
 # 1e-4 and 1e-3 and LoRA are compared at 32k and 128k tokens in benchmarks/healing.py.
 ROWS = [
@@ -47,27 +50,32 @@ ROWS = [
     ("lr 5e-4", {"lr": 5e-4}),
     ("temperature 2", {"temperature": 2.0}),
     ("kd+ce", {"loss": "kd+ce"}),
-    ("data: " + TINYSTORIES_DATA, {"data": TINYSTORIES_DATA}),
+    ("intermediate states x1", {"intermediate_weight": 1.0}),
+    ("intermediate states x10", {"intermediate_weight": 10.0}),
+    ("data: tinystories" + AFTER_EVALUATED, {"data": "tinystories"}),
+    ("data: wikitext2" + AFTER_EVALUATED, {"data": "wikitext2"}),
 ]
 
 
-def tinystories_training(tokenizer, text: str, skip_tokens: int, seq_len: int) -> torch.Tensor:
-    """Windows of the TinyStories text that start after its first `skip_tokens` tokens (the evaluated ones)."""
+def text_after(tokenizer, text: str, skip_tokens: int, seq_len: int) -> torch.Tensor:
+    """Training windows of an evaluation text that start after its first `skip_tokens` tokens (the evaluated ones)."""
     bos = tokenizer.bos_token_id if adds_bos(tokenizer) else None
     return token_windows(tokenize(tokenizer, text)[skip_tokens:], seq_len, bos_token_id=bos)
 
 
 def markdown(results: dict) -> str:
     dense, pruned = results["dense"], results["pruned"]
+    # Rows merge across runs, so each row keeps the command that measured it.
+    commands = ", ".join(f"`{command}`" for command in dict.fromkeys(row["command"] for row in results["rows"]))
     lines = [
         "# healing settings", "",
-        f"Machine: {results['machine']}. Command: `{results['command']}`.", "",
+        f"Machine: {results['machine']}. Commands: {commands}.", "",
         f"Model: {results['model']}, float32, Block Influence with 8 of 30 layers removed. Each row heals it with "
         "`HealingConfig`'s defaults (all parameters, KL at temperature 1, lr 3e-4, cosine schedule with 5% warm-up, "
         "4 windows of 256 tokens a step, the built-in calibration split: the Python Language Reference) except what "
         f"the row names. Perplexity: the first {results['eval_windows']} windows of {results['eval_seq_len']} tokens "
-        "of each text. Recovered: (pruned - healed) / (pruned - dense). The TinyStories-data rows train on TinyStories "
-        "after its evaluated windows: their TinyStories column is in-domain. Heal min is wall time, comparable only "
+        "of each text. Recovered: (pruned - healed) / (pruned - dense). The data rows train on the named evaluation text "
+        "after its evaluated windows: their column for that text is in-domain. Heal min is wall time, comparable only "
         "between rows that ran on an otherwise idle machine.", "",
         f"Dense: WikiText-2 {dense['perplexity_wikitext2']:.2f}, TinyStories {dense['perplexity_tinystories']:.2f}. "
         f"Pruned, not healed: WikiText-2 {pruned['perplexity_wikitext2']:.2f}, "
@@ -110,7 +118,6 @@ def main(argv: list[str] | None = None) -> int:
     teacher, tokenizer = loaded.model, loaded.tokenizer
     texts = {name: load_text(data_dir / file) for name, file in TEXTS.items()}
     windows = {name: evaluation_windows(tokenizer, text, args.eval_seq_len, args.eval_windows) for name, text in texts.items()}
-    evaluated_tokens = windows["tinystories"].numel()
 
     def perplexities(model) -> dict:
         return {f"perplexity_{name}": windows_perplexity(model, value) for name, value in windows.items()}
@@ -134,17 +141,18 @@ def main(argv: list[str] | None = None) -> int:
     for label, options in rows:
         options = dict(options)
         seq_len = options.get("seq_len", 256)
-        if options.get("data") == TINYSTORIES_DATA:
-            training = tinystories_training(tokenizer, texts["tinystories"].text, evaluated_tokens, seq_len)
+        text = options.pop("data", None)
+        if text:
+            training = text_after(tokenizer, texts[text].text, windows[text].numel(), seq_len)
         else:
             training, _ = training_windows(tokenizer, HealingConfig(tokens=1, seq_len=seq_len))
-        options.pop("data", None)
         config = HealingConfig(tokens=args.tokens, **options)
         print(f"{label}: {args.tokens:,} tokens, lr {short_float(config.learning_rate)}", flush=True)
         started = time.perf_counter()
         # A copy: heal_model trains in place when the student shares nothing with the teacher.
         healed = heal_model(copy.deepcopy(model), teacher, training, config, progress=True).model
-        row = {"settings": label, "tokens": args.tokens, "training_windows": int(training.shape[0]),
+        row = {"settings": label, "tokens": args.tokens, "command": results["command"],
+               "training_windows": int(training.shape[0]),
                "heal_seconds": time.perf_counter() - started, "config": config.to_dict(), **perplexities(healed)}
         print("   ", {key: round(value, 2) for key, value in row.items() if key.startswith("perplexity")}, flush=True)
         results["rows"].append(row)

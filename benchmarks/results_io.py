@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
 
 def command_line(argv: list[str] | None) -> str:
     """The command as a user would retype it: the script's path and its arguments (`argv`, else the process's)."""
-    return "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])])
+    return "python " + shlex.join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])])
 
 
 def results_name(benchmark: str, model: str) -> str:
