@@ -105,12 +105,15 @@ def test_intermediate_states_pull_each_layer_towards_the_teacher_layer_it_came_f
     assert healed[10.0] < 0.5 * sum(before) and healed[10.0] < 0.5 * healed[0.0]
 
 
-def test_intermediate_states_need_a_source_layer_for_every_layer():
+def test_intermediate_states_need_a_teacher_and_a_source_layer_for_every_layer():
     teacher = make_tiny_model("llama")
     windows = torch.randint(1, 96, (8, 16))
     config = HealingConfig(steps=1, seq_len=16, batch_size=4, intermediate_weight=1.0)
     with pytest.raises(HealingError, match="needs the source layer of each of the student's 4 layers"):
         heal_model(make_tiny_model("llama"), teacher, windows, config, source_layers=[0, 1, 2], progress=False)
+    with pytest.raises(HealingError, match="intermediate-state loss compares layers with a teacher's"):
+        heal_model(make_tiny_model("llama"), None, windows, HealingConfig(steps=1, seq_len=16, loss="ce",
+                                                                         intermediate_weight=1.0), progress=False)
 
 
 def test_heal_from_disk_pulls_layers_towards_the_source_layers_pruning_json_names(tiny_checkpoint, tmp_path):

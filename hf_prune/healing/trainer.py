@@ -349,8 +349,10 @@ def heal_model(
 
     ```
     """
-    if (config.loss != "ce" or config.intermediate_weight) and teacher is None:
+    if config.loss != "ce" and teacher is None:
         raise HealingError(f"loss {config.loss} distils from a teacher; give one (or use loss='ce')")
+    if config.intermediate_weight and teacher is None:
+        raise HealingError("the intermediate-state loss compares layers with a teacher's; give one (or set it to 0)")
     if teacher is not None:
         check_teacher(student, teacher)
         source_layers = source_layers_of(student, teacher, source_layers) if config.intermediate_weight else []
