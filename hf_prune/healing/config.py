@@ -20,10 +20,11 @@ class HealingConfig:
     teacher) on ordinary text: logit distillation, KL(teacher || student) at `temperature`, scaled by `temperature**2`
     as in Hinton et al. With `intermediate_weight`, the output of every layer is also pulled towards the output of the
     teacher layer it came from (Minitron's intermediate-state distillation, which its authors recommend after deep
-    depth pruning), as the squared error relative to the teacher's, per token. The full-vocabulary logits are computed `logits_chunk` tokens at a time, each
-    chunk's gradients in closed form at once, so their memory does not grow with the batch. The teacher only runs
-    forward, so `teacher_dtype="auto"` runs it in bfloat16 where the device has native bfloat16 arithmetic (GPUs that
-    support it, CPUs with AVX512-BF16 or AMX): the student still trains in its own dtype, against float32 KL.
+    depth pruning), as the squared error relative to the teacher's, per token. The full-vocabulary logits are
+    computed `logits_chunk` tokens at a time, each chunk's gradients in closed form at once, so their memory does not
+    grow with the batch. The teacher only runs forward, so `teacher_dtype="auto"` runs it in bfloat16 where the device
+    has native bfloat16 arithmetic (GPUs that support it, CPUs with AVX512-BF16 or AMX): the student still trains in
+    its own dtype, against float32 KL.
 
     `batch_size` is per process (Accelerate's convention): a step sees `batch_size x processes x grad_accum` windows.
     Give the budget as `tokens` (rounded up to whole steps) or `steps`.

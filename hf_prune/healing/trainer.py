@@ -480,7 +480,7 @@ def heal_model(
                       "max_grad_norm": config.max_grad_norm},
         "lora_rank": config.lora,
         # Which teacher layer each student layer was pulled towards, when the intermediate-state loss was on.
-        "intermediate_source_layers": list(source_layers) if config.intermediate_weight and teacher is not None else None,
+        "intermediate_source_layers": list(source_layers) if config.intermediate_weight else None,
         "teacher_dtype": str(teacher.dtype).removeprefix("torch.") if teacher is not None else None,
         "training_windows_sha256": tokens_sha256(windows),
         "loss_curve": curve,
